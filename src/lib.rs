@@ -1,0 +1,38 @@
+//! confluence-audit-forwarder: gets Confluence audit events into a SIEM — complete,
+//! on time and never twice.
+//!
+//! # Layout
+//!
+//! Data flows one way, and each module owns one step of it:
+//!
+//! - [`source`]: one task per Confluence instance. Fetches a time window from one of the audit
+//!   APIs (legacy `/rest/api/audit`, Cloud `/wiki/rest/api/audit`, DC `/rest/auditing/1.0/events`),
+//!   pages through it, honours rate limits and faults, deduplicates the overlap by content hash
+//!   (count-aware), and hands finished windows to [`state`]. Owns the cursor logic.
+//! - [`normalize`]: turns one raw record (any of the four shapes) into ECS document bytes and
+//!   its deterministic `event.id`. Pure functions, no I/O.
+//! - [`state`]: the durable store (one redb file). In one transaction it enqueues a window's
+//!   documents for every sink and advances the source's cursor, so a crash anywhere re-reads a
+//!   window rather than losing or half-writing it. Also holds per-sink queues and dead letters.
+//! - [`sink`]: one worker per sink drains its own queue in batches, delivers, retries with
+//!   backoff, deletes what was delivered and dead-letters what never can be. A dead sink only
+//!   grows its own queue. One folder per sink kind.
+//! - [`simulate`]: a faithful Confluence audit API simulator (all three REST APIs, faults
+//!   included) used by `demo`, tests and benchmarks.
+//! - [`config`]: the TOML configuration, environment overrides, secrets and validation.
+//! - [`daemon`]: wires sources, state and sink workers together for `run` and `once`.
+//! - [`cli`]: the command line (`run`, `once`, `check-config`, `normalize`, `simulate`, `demo`).
+//!
+//! The invariant everything else serves: a record is either still to be fetched (the cursor
+//! is behind it) or queued durably for every sink; a queued entry leaves a sink's queue only
+//! once that sink has it (or its dead-letter queue does). `event.id` lets every sink
+//! deduplicate the re-deliveries a crash can cause.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod normalize;
+pub mod simulate;
+pub mod sink;
+pub mod source;
+pub mod state;

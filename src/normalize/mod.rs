@@ -1,0 +1,237 @@
+//! Record → ECS. Turns one raw audit record, in any of the four shapes Confluence writes,
+//! into an Elastic Common Schema document and its deterministic `event.id`.
+//!
+//! It exists apart from the poller so that the mapping is a pure function: testable against
+//! fixtures field by field, benchmarkable, and usable from the `normalize` subcommand.
+//!
+//! INTERFACE CONTRACT (other modules depend on it; the implementation behind it may change):
+//! - [`Api`] names the record shape.
+//! - [`parse_record`] borrows the raw JSON text and fails with an error naming the field.
+//! - [`Record::timestamp_ms`] and [`Record::content_hash`] drive windowing and dedupe.
+//! - [`event_id`] combines the content hash with the occurrence index (count-aware dedupe).
+//! - [`write_ecs`] appends one ECS JSON document (no trailing newline) to `out`.
+//! - [`split_input`] splits stdin-style input (NDJSON or a whole API page) into records.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Which record shape a source yields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// Server/DC `/rest/api/audit` AuditRecord.
+    Legacy,
+    /// Cloud `/wiki/rest/api/audit` AuditRecord.
+    Cloud,
+    /// DC advanced auditing `/rest/auditing/1.0/events` entity.
+    Auditing,
+    /// DC audit log file line (entity with `auditType` and `{epochSecond, nano}`).
+    File,
+}
+
+impl Api {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Legacy => "legacy",
+            Api::Cloud => "cloud",
+            Api::Auditing => "auditing",
+            Api::File => "file",
+        }
+    }
+}
+
+impl std::str::FromStr for Api {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "legacy" => Ok(Api::Legacy),
+            "cloud" => Ok(Api::Cloud),
+            "auditing" => Ok(Api::Auditing),
+            "file" => Ok(Api::File),
+            other => Err(format!(
+                "unknown api {other:?}: expected one of legacy, cloud, auditing, file"
+            )),
+        }
+    }
+}
+
+/// Options that change what documents look like.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NormalizeOptions {
+    /// `data_stream.namespace`.
+    pub namespace: String,
+    /// Put the raw record in `event.original`.
+    pub include_original: bool,
+    /// Forward matched sensitive text in clear instead of masking it.
+    pub forward_secrets_plaintext: bool,
+    /// Emit Soteri findings as `event.kind: event` instead of `alert`.
+    pub findings_as_events: bool,
+}
+
+impl Default for NormalizeOptions {
+    fn default() -> Self {
+        Self {
+            namespace: "default".into(),
+            include_original: false,
+            forward_secrets_plaintext: false,
+            findings_as_events: false,
+        }
+    }
+}
+
+/// A record that failed to parse, with the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("record is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("record field `{field}`: {problem}")]
+    Field { field: &'static str, problem: String },
+}
+
+/// Content hash of the canonical record: equal for the same record fetched twice, whatever the
+/// key order or the API round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContentHash(pub [u8; 16]);
+
+/// What the caller needs to know about a document it just wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventMeta {
+    /// The action was in the mapping tables (else it is counted as unknown).
+    pub known_action: bool,
+    /// `event.kind` is `alert`.
+    pub alert: bool,
+}
+
+/// One parsed record, borrowing the raw text.
+#[derive(Debug)]
+pub struct Record<'a> {
+    api: Api,
+    raw: &'a str,
+    value: Value,
+    timestamp_ms: i64,
+}
+
+/// Parse one record of shape `api`.
+pub fn parse_record(api: Api, raw: &str) -> Result<Record<'_>, NormalizeError> {
+    let value: Value = serde_json::from_str(raw)?;
+    let timestamp_ms = match api {
+        Api::Legacy | Api::Cloud => value
+            .get("creationDate")
+            .and_then(Value::as_i64)
+            .ok_or(NormalizeError::Field {
+                field: "creationDate",
+                problem: "missing or not an integer".into(),
+            })?,
+        Api::Auditing => {
+            let s = value
+                .get("timestamp")
+                .and_then(Value::as_str)
+                .ok_or(NormalizeError::Field {
+                    field: "timestamp",
+                    problem: "missing or not a string".into(),
+                })?;
+            let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| NormalizeError::Field {
+                    field: "timestamp",
+                    problem: e.to_string(),
+                })?;
+            (t.unix_timestamp_nanos() / 1_000_000) as i64
+        }
+        Api::File => {
+            let ts = value.get("timestamp").ok_or(NormalizeError::Field {
+                field: "timestamp",
+                problem: "missing".into(),
+            })?;
+            let s = ts.get("epochSecond").and_then(Value::as_i64).unwrap_or(0);
+            let n = ts.get("nano").and_then(Value::as_i64).unwrap_or(0);
+            s * 1000 + n / 1_000_000
+        }
+    };
+    Ok(Record {
+        api,
+        raw,
+        value,
+        timestamp_ms,
+    })
+}
+
+impl Record<'_> {
+    pub fn api(&self) -> Api {
+        self.api
+    }
+    pub fn raw(&self) -> &str {
+        self.raw
+    }
+    /// The record's time, epoch milliseconds (file records: nanoseconds truncated).
+    pub fn timestamp_ms(&self) -> i64 {
+        self.timestamp_ms
+    }
+    pub fn content_hash(&self) -> ContentHash {
+        // serde_json's default map is sorted, so this serialization is canonical.
+        let canonical = serde_json::to_vec(&self.value).unwrap_or_default();
+        let h = blake3::hash(&canonical);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.as_bytes()[..16]);
+        ContentHash(out)
+    }
+}
+
+/// `event.id`: the content hash plus the occurrence index among identical records in one
+/// millisecond, as 32 lowercase hex digits.
+pub fn event_id(hash: &ContentHash, occurrence: u32) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(&hash.0);
+    h.update(&occurrence.to_le_bytes());
+    hex::encode(&h.finalize().as_bytes()[..16])
+}
+
+/// Append the ECS document for `record` to `out`. `created` is `event.created` (RFC 3339).
+pub fn write_ecs(
+    record: &Record<'_>,
+    occurrence: u32,
+    created: &str,
+    opts: &NormalizeOptions,
+    out: &mut Vec<u8>,
+) -> Result<EventMeta, NormalizeError> {
+    let ts = time::OffsetDateTime::from_unix_timestamp_nanos(record.timestamp_ms as i128 * 1_000_000)
+        .map_err(|e| NormalizeError::Field {
+            field: "timestamp",
+            problem: e.to_string(),
+        })?;
+    let doc = serde_json::json!({
+        "@timestamp": ts.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "event": {"id": event_id(&record.content_hash(), occurrence), "created": created,
+                  "kind": "event", "module": "confluence", "dataset": "confluence.audit"},
+        "data_stream": {"type": "logs", "dataset": "confluence.audit", "namespace": opts.namespace},
+        "ecs": {"version": "9.4.0"},
+        "confluence": {"audit": {"raw": record.value}},
+    });
+    serde_json::to_writer(&mut *out, &doc)?;
+    Ok(EventMeta {
+        known_action: false,
+        alert: false,
+    })
+}
+
+/// Split stdin-style input into raw records: NDJSON (one record per line) or one whole API
+/// response page (`results` / `entities` envelope).
+pub fn split_input(api: Api, input: &str) -> Result<Vec<String>, NormalizeError> {
+    let trimmed = input.trim_start();
+    if trimmed.starts_with('{') {
+        if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(trimmed) {
+            let key = match api {
+                Api::Legacy | Api::Cloud => "results",
+                Api::Auditing | Api::File => "entities",
+            };
+            if let Some(Value::Array(items)) = map.get(key) {
+                return Ok(items.iter().map(|v| v.to_string()).collect());
+            }
+        }
+    }
+    Ok(input
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect())
+}

@@ -1,0 +1,1 @@
+//! Confluence audit API simulator (being written).

@@ -1,0 +1,1 @@
+//! Sources (being written).
