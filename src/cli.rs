@@ -1,4 +1,278 @@
-//! Command line (being written).
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! The command line: parse arguments, set up logging, run one subcommand, turn its result
+//! into an exit code and a clear message. The only place `anyhow` is used for errors.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config, LogFormat};
+use crate::daemon::Daemon;
+use crate::normalize::{self, Api, NormalizeOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "confluence-audit-forwarder",
+    version,
+    about = "Forward Confluence audit events (Soteri Security findings included) to a SIEM, as ECS, exactly once."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: poll every source, deliver to every sink, until SIGTERM.
+    Run {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// How long sinks may drain on shutdown.
+        #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
+        drain_timeout: Duration,
+    },
+    /// One full poll cycle of every source, drain every sink, exit (cron, tests).
+    Once {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// How long sinks may take to drain before `once` gives up (events stay queued).
+        #[arg(long, default_value = "60s", value_parser = config::parse_duration)]
+        drain_timeout: Duration,
+    },
+    /// Validate a configuration file; on error name the file, key and problem.
+    CheckConfig {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Read records on stdin (NDJSON or a whole API page), write ECS NDJSON on stdout.
+    Normalize {
+        #[arg(long)]
+        api: Api,
+        /// `data_stream.namespace`.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Keep the raw record in `event.original`.
+        #[arg(long)]
+        include_original: bool,
+        /// Forward matched sensitive text unmasked.
+        #[arg(long)]
+        forward_secrets_plaintext: bool,
+    },
+    /// Inspect or replay a sink's dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Print dead letters as NDJSON ({seq, id, reason, failed_at, doc}).
+    List {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Only this sink (default: all).
+        #[arg(long)]
+        sink: Option<String>,
+    },
+    /// Move dead letters back into the sink's queue, to be delivered again by the daemon.
+    Replay {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        #[arg(long)]
+        sink: String,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::CheckConfig { config } => {
+            let cfg = Config::load(&config)?;
+            println!(
+                "{}: OK ({} source(s), {} sink(s))",
+                config.display(),
+                cfg.source.len(),
+                cfg.sink.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            config,
+            drain_timeout,
+        } => {
+            let cfg = load_with_logging(&config)?;
+            runtime()?.block_on(async { Daemon::open(cfg)?.run(drain_timeout).await })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Once {
+            config,
+            drain_timeout,
+        } => {
+            let cfg = load_with_logging(&config)?;
+            let report =
+                runtime()?.block_on(async { Daemon::open(cfg)?.once(drain_timeout).await })?;
+            eprintln!(
+                "once: {} records read, {} new events queued, {} dead letters",
+                report.records_read, report.events_queued, report.dead_letters
+            );
+            let mut failed = false;
+            for e in report.source_errors.iter().chain(&report.undelivered) {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Normalize {
+            api,
+            namespace,
+            include_original,
+            forward_secrets_plaintext,
+        } => {
+            let opts = NormalizeOptions {
+                namespace,
+                include_original,
+                forward_secrets_plaintext,
+                ..Default::default()
+            };
+            normalize_stdin(api, &opts)
+        }
+        Command::Dlq { action } => dlq(action),
+    }
+}
+
+fn load_with_logging(path: &Path) -> anyhow::Result<Config> {
+    let cfg = Config::load(path)?;
+    init_logging(cfg.log.format, &cfg.log.level);
+    Ok(cfg)
+}
+
+/// tracing to stderr (stdout belongs to the stdout sink and `normalize`); `RUST_LOG` wins
+/// over the configured level.
+pub fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// `normalize`: count-aware ids over the whole input, like the poller's.
+fn normalize_stdin(api: Api, opts: &NormalizeOptions) -> anyhow::Result<ExitCode> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("reading stdin")?;
+    let records = normalize::split_input(api, &input).context("reading the input")?;
+    let created = crate::source::paging::iso(crate::source::now_ms());
+    let mut occurrences = std::collections::HashMap::new();
+    let mut out = std::io::stdout().lock();
+    let mut doc = Vec::new();
+    let mut failures = 0;
+    for (i, raw) in records.iter().enumerate() {
+        let record = match normalize::parse_record(api, raw) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: record {} of the input: {e}", i + 1);
+                failures += 1;
+                continue;
+            }
+        };
+        let n = occurrences
+            .entry((record.timestamp_ms(), record.content_hash()))
+            .or_insert(0u32);
+        doc.clear();
+        match normalize::write_ecs(&record, *n, &created, opts, &mut doc) {
+            Ok(_) => {
+                doc.push(b'\n');
+                out.write_all(&doc).context("writing stdout")?;
+            }
+            Err(e) => {
+                eprintln!("error: record {} of the input: {e}", i + 1);
+                failures += 1;
+            }
+        }
+        *n += 1;
+    }
+    out.flush().context("writing stdout")?;
+    Ok(if failures > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn dlq(action: DlqAction) -> anyhow::Result<ExitCode> {
+    match action {
+        DlqAction::List { config, sink } => {
+            let cfg = Config::load(&config)?;
+            let store = open_store(&cfg)?;
+            let sinks = match sink {
+                Some(s) => vec![s],
+                None => store.known_sinks()?,
+            };
+            let mut out = std::io::stdout().lock();
+            for s in sinks {
+                for letter in store.dead_letters(&s)? {
+                    let mut v = serde_json::to_value(&letter)?;
+                    v["sink"] = serde_json::Value::String(s.clone());
+                    writeln!(out, "{v}")?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqAction::Replay { config, sink } => {
+            let cfg = Config::load(&config)?;
+            if !cfg.sink.iter().any(|s| s.name == sink) {
+                anyhow::bail!("{}: no sink named {sink:?}", config.display());
+            }
+            let store = open_store(&cfg)?;
+            let n = store.replay_dead_letters(&sink)?;
+            eprintln!(
+                "replayed {n} dead letter(s) into the queue of sink {sink:?}; the daemon delivers them"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn open_store(cfg: &Config) -> anyhow::Result<crate::state::Store> {
+    let names: Vec<String> = cfg.sink.iter().map(|s| s.name.clone()).collect();
+    crate::state::Store::open(&cfg.state.dir, &names).with_context(|| {
+        format!(
+            "opening state in {} (is the daemon running? it holds the store open)",
+            cfg.state.dir.display()
+        )
+    })
 }

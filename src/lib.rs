@@ -31,6 +31,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod metrics;
 pub mod normalize;
 pub mod simulate;
 pub mod sink;

@@ -86,7 +86,10 @@ pub enum NormalizeError {
     #[error("record is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("record field `{field}`: {problem}")]
-    Field { field: &'static str, problem: String },
+    Field {
+        field: &'static str,
+        problem: String,
+    },
 }
 
 /// Content hash of the canonical record: equal for the same record fetched twice, whatever the
@@ -116,21 +119,24 @@ pub struct Record<'a> {
 pub fn parse_record(api: Api, raw: &str) -> Result<Record<'_>, NormalizeError> {
     let value: Value = serde_json::from_str(raw)?;
     let timestamp_ms = match api {
-        Api::Legacy | Api::Cloud => value
-            .get("creationDate")
-            .and_then(Value::as_i64)
-            .ok_or(NormalizeError::Field {
-                field: "creationDate",
-                problem: "missing or not an integer".into(),
-            })?,
-        Api::Auditing => {
-            let s = value
-                .get("timestamp")
-                .and_then(Value::as_str)
+        Api::Legacy | Api::Cloud => {
+            value
+                .get("creationDate")
+                .and_then(Value::as_i64)
                 .ok_or(NormalizeError::Field {
-                    field: "timestamp",
-                    problem: "missing or not a string".into(),
-                })?;
+                    field: "creationDate",
+                    problem: "missing or not an integer".into(),
+                })?
+        }
+        Api::Auditing => {
+            let s =
+                value
+                    .get("timestamp")
+                    .and_then(Value::as_str)
+                    .ok_or(NormalizeError::Field {
+                        field: "timestamp",
+                        problem: "missing or not a string".into(),
+                    })?;
             let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
                 .map_err(|e| NormalizeError::Field {
                     field: "timestamp",
@@ -194,11 +200,12 @@ pub fn write_ecs(
     opts: &NormalizeOptions,
     out: &mut Vec<u8>,
 ) -> Result<EventMeta, NormalizeError> {
-    let ts = time::OffsetDateTime::from_unix_timestamp_nanos(record.timestamp_ms as i128 * 1_000_000)
-        .map_err(|e| NormalizeError::Field {
-            field: "timestamp",
-            problem: e.to_string(),
-        })?;
+    let ts =
+        time::OffsetDateTime::from_unix_timestamp_nanos(record.timestamp_ms as i128 * 1_000_000)
+            .map_err(|e| NormalizeError::Field {
+                field: "timestamp",
+                problem: e.to_string(),
+            })?;
     let doc = serde_json::json!({
         "@timestamp": ts.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         "event": {"id": event_id(&record.content_hash(), occurrence), "created": created,

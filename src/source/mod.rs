@@ -1,1 +1,511 @@
-//! Sources (being written).
+//! Sources: one task per Confluence instance, from HTTP pages to durably queued documents.
+//!
+//! A poll cycle reads the window `[cursor - overlap, now - lag]` ([`window`]), slice by
+//! slice, oldest first ([`paging`] over [`client`]). Each slice is deduplicated against the
+//! counts earlier windows saw, normalized, and committed by [`Store::commit_window`]: the
+//! documents are queued for every sink and the cursor moves to the slice's end in one
+//! transaction. A fault anywhere before that commit leaves the cursor where it was, so the
+//! slice is read again; nothing is lost and the dedupe counts keep it from being doubled.
+
+pub mod client;
+pub mod paging;
+pub mod window;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
+
+use crate::config::{SourceConfig, StartAt};
+use crate::metrics::{Metrics, SourceKindLabel};
+use crate::normalize::{self, NormalizeOptions};
+use crate::sink::worker::{RunMode, blocking};
+use crate::state::{CursorState, NewEvent, StateError, Store, WindowCommit};
+use client::{Client, FetchError, Transient};
+use paging::{Fetched, Pager, SliceFetch};
+use window::Window;
+
+/// Current time, epoch ms.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Why a poll cycle stopped early. The cursor never moved past what was committed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl SourceError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceError::Fetch(e) => e.kind(),
+            SourceError::State(_) => "state",
+        }
+    }
+}
+
+/// What one poll cycle did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PollReport {
+    pub window: Option<(i64, i64)>,
+    pub records_read: u64,
+    pub events_new: u64,
+    pub slices: u64,
+}
+
+/// A source's health, shared with `/readyz`.
+#[derive(Debug, Default)]
+pub struct SourceStatus {
+    inner: Mutex<SourceStatusInner>,
+}
+
+#[derive(Debug, Default)]
+struct SourceStatusInner {
+    last_success: Option<Instant>,
+    last_error: Option<String>,
+}
+
+impl SourceStatus {
+    /// When the last poll cycle succeeded, and the last error since then.
+    pub fn get(&self) -> (Option<Instant>, Option<String>) {
+        let s = self.inner.lock().expect("status lock");
+        (s.last_success, s.last_error.clone())
+    }
+    fn ok(&self) {
+        let mut s = self.inner.lock().expect("status lock");
+        s.last_success = Some(Instant::now());
+        s.last_error = None;
+    }
+    fn fail(&self, e: String) {
+        self.inner.lock().expect("status lock").last_error = Some(e);
+    }
+}
+
+/// One Confluence instance being polled.
+pub struct Source {
+    cfg: SourceConfig,
+    client: Client,
+    store: Store,
+    metrics: Arc<Metrics>,
+    normalize: Arc<NormalizeOptions>,
+    queued: Arc<Notify>,
+    max_queue_bytes: u64,
+    pub status: Arc<SourceStatus>,
+}
+
+impl Source {
+    pub fn new(
+        cfg: SourceConfig,
+        store: Store,
+        metrics: Arc<Metrics>,
+        normalize: Arc<NormalizeOptions>,
+        queued: Arc<Notify>,
+        max_queue_bytes: u64,
+    ) -> Result<Source, FetchError> {
+        let client = Client::new(&cfg)?;
+        Ok(Source {
+            cfg,
+            client,
+            store,
+            metrics,
+            normalize,
+            queued,
+            max_queue_bytes,
+            status: Arc::default(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// Poll every `poll_interval` until told to stop. Errors are logged, counted and retried
+    /// next cycle; the cursor only ever moves on a committed slice.
+    pub async fn run(self, mut mode: watch::Receiver<RunMode>) {
+        loop {
+            if *mode.borrow() != RunMode::Run {
+                return;
+            }
+            let cycle = tokio::select! {
+                r = self.poll_once() => Some(r),
+                _ = mode.changed() => None,
+            };
+            match cycle {
+                None => return,
+                Some(Ok(report)) => {
+                    tracing::debug!(?report, "poll cycle done");
+                }
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "poll cycle failed; the cursor stays where it was and the window is read again next cycle");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.poll_interval) => {}
+                _ = mode.changed() => {}
+            }
+        }
+    }
+
+    /// One full poll cycle: read the current window completely and queue what is new.
+    pub async fn poll_once(&self) -> Result<PollReport, SourceError> {
+        let started = Instant::now();
+        let label = self.metrics.source(&self.cfg.name);
+        let result = self.poll_inner().await;
+        self.metrics
+            .poll_duration
+            .get_or_create(&label)
+            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(_) => {
+                self.metrics.polls.get_or_create(&label).inc();
+                self.status.ok();
+            }
+            Err(e) => {
+                self.count_error(e.kind());
+                self.status.fail(e.to_string());
+            }
+        }
+        result
+    }
+
+    fn count_error(&self, kind: &str) {
+        self.metrics
+            .source_errors
+            .get_or_create(&SourceKindLabel {
+                source: self.cfg.name.clone(),
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    async fn poll_inner(&self) -> Result<PollReport, SourceError> {
+        let name = self.cfg.name.clone();
+        let cursor = match blocking(&self.store, {
+            let name = name.clone();
+            move |s| s.cursor(&name)
+        })
+        .await?
+        {
+            Some(c) => c,
+            None => {
+                let floor = match self.cfg.start_at {
+                    StartAt::Beginning => 0,
+                    StartAt::Time(t) => t,
+                    StartAt::Ago(d) => now_ms() - d.as_millis() as i64,
+                };
+                let c = CursorState {
+                    cursor_ms: floor,
+                    floor_ms: floor,
+                    started: false,
+                };
+                blocking(&self.store, {
+                    let name = name.clone();
+                    move |s| s.init_cursor(&name, c)
+                })
+                .await?;
+                tracing::info!(start = %paging::iso(floor), "first run: starting from start_at");
+                c
+            }
+        };
+        let server_now = now_ms() + self.client.server_skew_ms().unwrap_or(0);
+        let Some(window) = window::next_window(
+            cursor.cursor_ms,
+            cursor.floor_ms,
+            cursor.started,
+            self.cfg.overlap.as_millis() as i64,
+            server_now,
+            self.cfg.lag.as_millis() as i64,
+        ) else {
+            return Ok(PollReport::default());
+        };
+        let on_transient = |t: &Transient| self.count_error(t.kind);
+        let pager = Pager {
+            client: &self.client,
+            base_url: &self.cfg.url,
+            api: self.cfg.api,
+            page_size: self.cfg.page_size,
+            date_format: self.cfg.date_format,
+            on_transient: &on_transient,
+        };
+        if cursor.started {
+            self.check_retention(&pager, cursor.cursor_ms, server_now)
+                .await;
+        }
+
+        let mut report = PollReport {
+            window: Some((window.from_ms, window.to_ms)),
+            ..Default::default()
+        };
+        let max = self.cfg.slice_max_records;
+        // Oldest slice on top.
+        let mut slices = vec![window];
+        let progress = Progress::new(window);
+        while let Some(slice) = slices.pop() {
+            self.wait_for_queue_room().await?;
+            let limit = (slice.from_ms < slice.to_ms).then_some(max);
+            match pager.fetch_slice(slice.from_ms, slice.to_ms, limit).await? {
+                SliceFetch::TooLarge {
+                    count,
+                    covered_from_ms,
+                } => {
+                    let parts =
+                        window::split(slice.from_ms, slice.to_ms, count, covered_from_ms, max);
+                    tracing::debug!(from = %paging::iso(slice.from_ms), to = %paging::iso(slice.to_ms), count, parts = parts.len(), "slice too large; splitting");
+                    slices.extend(parts.into_iter().rev());
+                }
+                SliceFetch::Complete(records) => {
+                    report.records_read += records.len() as u64;
+                    report.slices += 1;
+                    let n = self.commit_slice(slice, records).await?;
+                    report.events_new += n;
+                    progress.log(slice.to_ms, report.events_new);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Deduplicate, normalize and commit one slice; returns how many events were queued.
+    async fn commit_slice(&self, slice: Window, records: Vec<Fetched>) -> Result<u64, SourceError> {
+        let name = self.cfg.name.clone();
+        let opts = self.normalize.clone();
+        let overlap_ms = self.cfg.overlap.as_millis() as i64;
+        let metrics = self.metrics.clone();
+        let forward_self = self.cfg.forward_self_generated;
+        let api = self.cfg.api;
+        let n = blocking(&self.store, move |store| {
+            let label = metrics.source(&name);
+            let seen = store.seen_counts(&name, slice.from_ms, slice.to_ms)?;
+            let in_slice: Vec<Fetched> = records
+                .into_iter()
+                .filter(|r| r.ts_ms >= slice.from_ms && r.ts_ms <= slice.to_ms)
+                .collect();
+            let (fresh, counts) = window::deduplicate(&in_slice, &seen);
+            let created = paging::iso(now_ms());
+            let mut events = Vec::with_capacity(fresh.len());
+            let mut newest = None;
+            let mut unknown = 0u64;
+            let mut rejected = 0u64;
+            for f in &fresh {
+                let id = normalize::event_id(&f.record.hash, f.occurrence);
+                let mut doc = Vec::with_capacity(f.record.raw.len() + 512);
+                match &f.record.parse_error {
+                    None => {
+                        let record = normalize::parse_record(api, &f.record.raw)
+                            .expect("parsed once already");
+                        if !forward_self && is_self_generated(&record) {
+                            continue;
+                        }
+                        match normalize::write_ecs(&record, f.occurrence, &created, &opts, &mut doc)
+                        {
+                            Ok(meta) => {
+                                if !meta.known_action {
+                                    unknown += 1;
+                                }
+                            }
+                            Err(e) => {
+                                doc.clear();
+                                rejected += 1;
+                                write_error_doc(&mut doc, f.record, &id, &created, &e.to_string(), &opts);
+                            }
+                        }
+                    }
+                    Some(err) => {
+                        rejected += 1;
+                        tracing::error!(record = %truncate(&f.record.raw, 300), error = %err, "record does not parse; forwarded as a pipeline_error document");
+                        write_error_doc(&mut doc, f.record, &id, &created, err, &opts);
+                    }
+                }
+                newest = newest.max(Some(f.record.ts_ms));
+                events.push(NewEvent { id, doc });
+            }
+            let commit = WindowCommit {
+                events,
+                seen: counts,
+                cursor_ms: slice.to_ms,
+                prune_seen_before_ms: slice.to_ms - overlap_ms,
+            };
+            store.commit_window(&name, &commit)?;
+            let queued = commit.events.len() as u64;
+            metrics.records_read.get_or_create(&label).inc_by(in_slice.len() as u64);
+            metrics.events_new.get_or_create(&label).inc_by(queued);
+            metrics
+                .duplicates_dropped
+                .get_or_create(&label)
+                .inc_by((in_slice.len() - fresh.len()) as u64);
+            metrics.unknown_actions.get_or_create(&label).inc_by(unknown);
+            metrics.rejected_records.get_or_create(&label).inc_by(rejected);
+            metrics
+                .cursor_timestamp
+                .get_or_create(&label)
+                .set(slice.to_ms as f64 / 1000.0);
+            if let Some(t) = newest {
+                let g = metrics.newest_record_timestamp.get_or_create(&label);
+                if t as f64 / 1000.0 > g.get() {
+                    g.set(t as f64 / 1000.0);
+                }
+            }
+            let newest_s = metrics.newest_record_timestamp.get_or_create(&label).get();
+            if newest_s > 0.0 {
+                metrics
+                    .source_lag
+                    .get_or_create(&label)
+                    .set(now_ms() as f64 / 1000.0 - newest_s);
+            }
+            Ok(queued)
+        })
+        .await?;
+        if n > 0 {
+            self.queued.notify_waiters();
+        }
+        Ok(n)
+    }
+
+    /// A cursor older than the server's retention means records may be gone: say so.
+    async fn check_retention(&self, pager: &Pager<'_>, cursor_ms: i64, server_now: i64) {
+        let Some(url) = pager.retention_url() else {
+            return;
+        };
+        #[derive(serde::Deserialize)]
+        struct Retention {
+            number: i64,
+            units: String,
+        }
+        let quiet = |_: &Transient| {};
+        let fetch = self.client.get(&url, &[], &quiet, |b| {
+            serde_json::from_slice::<Retention>(b).map_err(|e| e.to_string())
+        });
+        let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(10), fetch).await else {
+            return;
+        };
+        let day = 86_400_000i64;
+        let unit_ms = match r.units.to_ascii_uppercase().as_str() {
+            "YEARS" => 365 * day,
+            "MONTHS" => 30 * day,
+            "WEEKS" => 7 * day,
+            "DAYS" => day,
+            "HOURS" => 3_600_000,
+            _ => return,
+        };
+        let oldest_kept = server_now - r.number * unit_ms;
+        if cursor_ms < oldest_kept {
+            self.metrics
+                .gaps
+                .get_or_create(&self.metrics.source(&self.cfg.name))
+                .inc();
+            tracing::error!(
+                cursor = %paging::iso(cursor_ms),
+                retention = %format!("{} {}", r.number, r.units),
+                oldest_kept = %paging::iso(oldest_kept),
+                "GAP: the cursor is older than Confluence's audit retention; records between them may have been deleted before they could be read"
+            );
+        }
+    }
+
+    /// Back-pressure: while a sink queue is over `state.max_queue_bytes`, do not poll.
+    async fn wait_for_queue_room(&self) -> Result<(), SourceError> {
+        let mut warned = false;
+        loop {
+            let biggest = blocking(&self.store, |s| s.max_queue_bytes()).await?;
+            if biggest <= self.max_queue_bytes {
+                return Ok(());
+            }
+            if !warned {
+                tracing::warn!(
+                    queue_bytes = biggest,
+                    max = self.max_queue_bytes,
+                    "a sink queue is full; polling paused until it drains (nothing is dropped)"
+                );
+                warned = true;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+fn is_self_generated(record: &normalize::Record<'_>) -> bool {
+    record
+        .raw()
+        .contains("atlassian.audit.event.action.audit.search")
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// A record that cannot be normalized is still forwarded — raw, with the reason — so a
+/// parsing bug never silently loses an audit event.
+fn write_error_doc(
+    out: &mut Vec<u8>,
+    record: &Fetched,
+    id: &str,
+    created: &str,
+    error: &str,
+    opts: &NormalizeOptions,
+) {
+    let doc = serde_json::json!({
+        "@timestamp": paging::iso(record.ts_ms),
+        "ecs": {"version": "9.4.0"},
+        "event": {
+            "id": id,
+            "kind": "pipeline_error",
+            "created": created,
+            "module": "confluence",
+            "dataset": "confluence.audit",
+            "original": &*record.raw,
+        },
+        "error": {"message": error, "type": "confluence_record_parse"},
+        "tags": ["confluence_parse_failure"],
+        "data_stream": {"type": "logs", "dataset": "confluence.audit", "namespace": opts.namespace},
+    });
+    serde_json::to_writer(out, &doc).expect("writing JSON to a Vec");
+}
+
+/// Progress of a long backfill, logged at most every few seconds.
+struct Progress {
+    window: Window,
+    started: Instant,
+    last: Mutex<Instant>,
+}
+
+impl Progress {
+    fn new(window: Window) -> Self {
+        Progress {
+            window,
+            started: Instant::now(),
+            last: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn log(&self, done_to_ms: i64, events: u64) {
+        let mut last = self.last.lock().expect("progress lock");
+        if last.elapsed() < Duration::from_secs(5) {
+            return;
+        }
+        *last = Instant::now();
+        let total = (self.window.to_ms - self.window.from_ms).max(1) as f64;
+        let done = ((done_to_ms - self.window.from_ms) as f64 / total).clamp(0.0, 1.0);
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let rate = events as f64 / elapsed.max(0.001);
+        let left = if done > 0.0 {
+            elapsed / done * (1.0 - done)
+        } else {
+            f64::NAN
+        };
+        tracing::info!(
+            events,
+            rate = format!("{rate:.0}/s"),
+            done = format!("{:.1}%", done * 100.0),
+            up_to = %paging::iso(done_to_ms),
+            eta = format!("{left:.0}s"),
+            "backfill progress"
+        );
+    }
+}

@@ -1,1 +1,310 @@
-//! Durable state (being written).
+//! Durable state: the one place where "fetched" turns into "will be delivered".
+//!
+//! Everything the daemon must not forget lives in one redb file (`state.dir/state.redb`):
+//! per source the cursor and the content hashes of recently seen records; per sink a queue of
+//! documents, its dead letters and the sink's own checkpoint. The invariant the rest of the
+//! program relies on is kept here, in [`Store::commit_window`]: a window's documents are
+//! enqueued for every sink and the cursor moves past them in one ACID transaction. A crash
+//! before that commit re-reads the window; after it, nothing needs the source again.
+//!
+//! Sinks drain their own queue ([`Store::peek`] then [`Store::ack`]), so a slow or dead sink
+//! only grows its own queue; [`Store::ack`] deletes delivered entries, moves rejected ones to
+//! the dead-letter queue and stores the sink's checkpoint in one transaction too.
+
+mod queue;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::normalize::ContentHash;
+
+pub use queue::{DeadLetter, QueueStats, QueuedEvent};
+
+/// source name → JSON [`CursorState`].
+const CURSORS: TableDefinition<&str, &[u8]> = TableDefinition::new("cursors");
+/// (source, record ms, content hash) → how many identical records were seen in that ms.
+const SEEN: TableDefinition<(&str, i64, [u8; 16]), u32> = TableDefinition::new("seen");
+
+/// A state store error, with what the store was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error("state directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state store: {0}")]
+    Db(#[from] redb::Error),
+    #[error("state store: corrupt {what}: {problem}")]
+    Corrupt { what: String, problem: String },
+}
+
+macro_rules! db_err_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StateError {
+            fn from(e: $t) -> Self { StateError::Db(e.into()) }
+        }
+    )*};
+}
+db_err_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Where a source stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CursorState {
+    /// Every record at or before this time (epoch ms) is queued, bar late commits that the
+    /// overlap catches.
+    pub cursor_ms: i64,
+    /// Never read before this (the configured `start_at`).
+    pub floor_ms: i64,
+    /// Whether any window has been committed yet (the first one starts at `floor_ms`).
+    pub started: bool,
+}
+
+/// A new event found in a window: its key for deduplication and its document.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub doc: Vec<u8>,
+}
+
+/// Everything one window (or one slice of a backfill) changes, committed atomically.
+#[derive(Debug, Default)]
+pub struct WindowCommit {
+    /// Documents to enqueue for every sink, in delivery order (oldest first).
+    pub events: Vec<NewEvent>,
+    /// New seen-counts: (record ms, hash) → count observed in this window.
+    pub seen: HashMap<(i64, ContentHash), u32>,
+    /// The new cursor (inclusive end of the window).
+    pub cursor_ms: i64,
+    /// Seen-counts older than this can no longer be re-read and are dropped.
+    pub prune_seen_before_ms: i64,
+}
+
+/// The durable store. Cheap to clone; all methods block (call them from `spawn_blocking`).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    path: PathBuf,
+    sinks: Vec<String>,
+}
+
+impl Store {
+    /// Open (or create) the store in `dir` for the configured sinks.
+    pub fn open(dir: &Path, sinks: &[String]) -> Result<Store, StateError> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join("state.redb");
+        let db = Database::create(&path).map_err(|source| StateError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                db,
+                path,
+                sinks: sinks.to_vec(),
+            }),
+        };
+        store.init_tables()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The sinks this store fans out to.
+    pub fn sinks(&self) -> &[String] {
+        &self.inner.sinks
+    }
+
+    fn init_tables(&self) -> Result<(), StateError> {
+        let tx = self.inner.db.begin_write()?;
+        tx.open_table(CURSORS)?;
+        tx.open_table(SEEN)?;
+        queue::init_tables(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The source's cursor, if it ever committed one.
+    pub fn cursor(&self, source: &str) -> Result<Option<CursorState>, StateError> {
+        let tx = self.inner.db.begin_read()?;
+        let table = tx.open_table(CURSORS)?;
+        let Some(v) = table.get(source)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(|e| StateError::Corrupt {
+                what: format!("cursor of source {source:?}"),
+                problem: e.to_string(),
+            })
+    }
+
+    /// Set a cursor without queueing anything (first start, `start_at`).
+    pub fn init_cursor(&self, source: &str, state: CursorState) -> Result<(), StateError> {
+        let tx = self.inner.db.begin_write()?;
+        {
+            let mut table = tx.open_table(CURSORS)?;
+            table.insert(source, encode_cursor(&state).as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Seen-counts of records in `[from_ms, to_ms]`.
+    pub fn seen_counts(
+        &self,
+        source: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<HashMap<(i64, ContentHash), u32>, StateError> {
+        let tx = self.inner.db.begin_read()?;
+        let table = tx.open_table(SEEN)?;
+        let mut out = HashMap::new();
+        for row in table.range((source, from_ms, [0u8; 16])..=(source, to_ms, [0xffu8; 16]))? {
+            let (k, v) = row?;
+            let (_, ms, hash) = k.value();
+            out.insert((ms, ContentHash(hash)), v.value());
+        }
+        Ok(out)
+    }
+
+    /// The heart of the invariant: enqueue `commit.events` for every sink, record the seen
+    /// counts and move the cursor, all in one transaction.
+    pub fn commit_window(&self, source: &str, commit: &WindowCommit) -> Result<(), StateError> {
+        let tx = self.inner.db.begin_write()?;
+        {
+            let mut cursors = tx.open_table(CURSORS)?;
+            let mut state = match cursors.get(source)? {
+                Some(v) => serde_json::from_slice::<CursorState>(v.value()).map_err(|e| {
+                    StateError::Corrupt {
+                        what: format!("cursor of source {source:?}"),
+                        problem: e.to_string(),
+                    }
+                })?,
+                None => CursorState {
+                    cursor_ms: commit.cursor_ms,
+                    floor_ms: 0,
+                    started: true,
+                },
+            };
+            state.cursor_ms = commit.cursor_ms;
+            state.started = true;
+            cursors.insert(source, encode_cursor(&state).as_slice())?;
+
+            let mut seen = tx.open_table(SEEN)?;
+            for ((ms, hash), count) in &commit.seen {
+                seen.insert((source, *ms, hash.0), *count)?;
+            }
+            seen.retain_in(
+                (source, i64::MIN, [0u8; 16])..(source, commit.prune_seen_before_ms, [0u8; 16]),
+                |_, _| false,
+            )?;
+
+            queue::enqueue_all(&tx, &self.inner.sinks, &commit.events)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Queue depth of one sink.
+    pub fn queue_stats(&self, sink: &str) -> Result<QueueStats, StateError> {
+        let tx = self.inner.db.begin_read()?;
+        queue::stats(&tx, sink)
+    }
+
+    /// The largest queue, in bytes (back-pressure on the sources).
+    pub fn max_queue_bytes(&self) -> Result<u64, StateError> {
+        let tx = self.inner.db.begin_read()?;
+        let mut max = 0;
+        for sink in &self.inner.sinks {
+            max = max.max(queue::stats(&tx, sink)?.bytes);
+        }
+        Ok(max)
+    }
+
+    /// Up to `max_events` / `max_bytes` (at least one entry) of the sink's queue, oldest first,
+    /// starting after `after_seq`.
+    pub fn peek(
+        &self,
+        sink: &str,
+        after_seq: Option<u64>,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<QueuedEvent>, StateError> {
+        let tx = self.inner.db.begin_read()?;
+        queue::peek(&tx, sink, after_seq, max_events, max_bytes)
+    }
+
+    /// Record a delivery attempt: delete `delivered`, dead-letter `rejected` (with reasons),
+    /// and store the sink's checkpoint, in one transaction.
+    pub fn ack(
+        &self,
+        sink: &str,
+        delivered: &[u64],
+        rejected: &[(u64, String)],
+        checkpoint: Option<&[u8]>,
+    ) -> Result<(), StateError> {
+        let tx = self.inner.db.begin_write()?;
+        queue::ack(&tx, sink, delivered, rejected, checkpoint)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The checkpoint the sink stored with its last acknowledgement.
+    pub fn checkpoint(&self, sink: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let tx = self.inner.db.begin_read()?;
+        queue::checkpoint(&tx, sink)
+    }
+
+    /// The sink's dead letters, oldest first.
+    pub fn dead_letters(&self, sink: &str) -> Result<Vec<DeadLetter>, StateError> {
+        let tx = self.inner.db.begin_read()?;
+        queue::dead_letters(&tx, sink)
+    }
+
+    /// Move every dead letter of `sink` back to the end of its queue; returns how many.
+    pub fn replay_dead_letters(&self, sink: &str) -> Result<usize, StateError> {
+        let tx = self.inner.db.begin_write()?;
+        let n = queue::replay_dead_letters(&tx, sink)?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Sinks that have a queue or dead letters in the store (configured or not).
+    pub fn known_sinks(&self) -> Result<Vec<String>, StateError> {
+        let tx = self.inner.db.begin_read()?;
+        queue::known_sinks(&tx)
+    }
+}
+
+fn encode_cursor(state: &CursorState) -> Vec<u8> {
+    serde_json::to_vec(state).expect("cursor state serializes")
+}
+
+#[cfg(test)]
+mod tests;

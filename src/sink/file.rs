@@ -1,0 +1,137 @@
+//! File sink: NDJSON, one document per line, exactly once across crashes.
+//!
+//! A batch is appended and fsynced, then acknowledged together with the file's new length
+//! (the checkpoint). A crash between the two leaves a tail the state store never heard of;
+//! on start that tail is cut, and the queue — which still holds those entries — writes them
+//! again. So every document is in the file exactly once.
+//!
+//! The file may be rotated by renaming it (logrotate's default) or truncated
+//! (`copytruncate`): the sink notices a new inode or a shorter file, says so, and goes on
+//! appending to whatever is at `path` now.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use super::{BatchOutcome, QueuedEvent, Sink, SinkError};
+
+pub struct FileSink {
+    path: PathBuf,
+    file: Option<File>,
+    /// (device, inode) of the open file, to notice rotation.
+    identity: (u64, u64),
+    len: u64,
+}
+
+impl FileSink {
+    pub fn new(path: PathBuf) -> Self {
+        FileSink {
+            path,
+            file: None,
+            identity: (0, 0),
+            len: 0,
+        }
+    }
+
+    fn io_err(&self, what: &str, e: std::io::Error) -> SinkError {
+        SinkError::new("io", format!("{what} {}: {e}", self.path.display()))
+    }
+
+    fn open_file(&mut self) -> Result<(), SinkError> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| self.io_err("create directory for", e))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| self.io_err("open", e))?;
+        let meta = file.metadata().map_err(|e| self.io_err("stat", e))?;
+        self.identity = (meta.dev(), meta.ino());
+        self.len = meta.len();
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// Reopen when `path` is no longer the file we hold (rotated away).
+    fn follow_rotation(&mut self) -> Result<(), SinkError> {
+        let current = std::fs::metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if self.file.is_none() || current != Some(self.identity) {
+            if self.file.is_some() {
+                tracing::info!(path = %self.path.display(), "file was rotated; reopening");
+            }
+            self.open_file()?;
+        }
+        Ok(())
+    }
+}
+
+impl Sink for FileSink {
+    async fn open(&mut self, checkpoint: Option<Vec<u8>>) -> Result<(), SinkError> {
+        self.open_file()?;
+        let committed = checkpoint
+            .as_deref()
+            .and_then(|c| <[u8; 8]>::try_from(c).ok())
+            .map(u64::from_le_bytes);
+        match committed {
+            Some(c) if self.len > c => {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    bytes = self.len - c,
+                    "cutting a tail written before a crash; its events are still queued and will be written again"
+                );
+                let file = self.file.as_ref().expect("opened above");
+                file.set_len(c).map_err(|e| self.io_err("truncate", e))?;
+                file.sync_all().map_err(|e| self.io_err("fsync", e))?;
+                self.len = c;
+            }
+            Some(c) if self.len < c => {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    committed = c,
+                    now = self.len,
+                    "file is shorter than what was written to it (rotated or truncated); appending"
+                );
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn deliver(&mut self, batch: &[QueuedEvent]) -> Result<BatchOutcome, SinkError> {
+        self.follow_rotation()?;
+        let mut buf = Vec::with_capacity(batch.iter().map(|e| e.doc.len() + 1).sum());
+        for e in batch {
+            buf.extend_from_slice(&e.doc);
+            buf.push(b'\n');
+        }
+        let mut file = self.file.take().expect("opened");
+        let written = tokio::task::spawn_blocking(move || {
+            let r = file.write_all(&buf).and_then(|_| file.sync_data());
+            (file, r.map(|_| buf.len() as u64))
+        })
+        .await
+        .map_err(|e| SinkError::new("io", format!("writer task: {e}")))?;
+        let (file, result) = written;
+        match result {
+            Ok(n) => {
+                self.file = Some(file);
+                self.len += n;
+                Ok(BatchOutcome {
+                    checkpoint: Some(self.len.to_le_bytes().to_vec()),
+                    ..BatchOutcome::all_delivered(batch.len())
+                })
+            }
+            Err(e) => {
+                // A partial write may have reached the file: cut back to what is committed
+                // so that the retry does not leave half a line behind.
+                let _ = file.set_len(self.len);
+                self.file = Some(file);
+                Err(self.io_err("write", e))
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! stdout sink: NDJSON on standard output, for piping into another tool.
+//!
+//! At least once: a crash after writing and before the acknowledgement writes the batch
+//! again on restart; `event.id` lets the reader deduplicate.
+
+use std::io::Write;
+
+use super::{BatchOutcome, QueuedEvent, Sink, SinkError};
+
+#[derive(Default)]
+pub struct StdoutSink;
+
+impl Sink for StdoutSink {
+    async fn open(&mut self, _checkpoint: Option<Vec<u8>>) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    async fn deliver(&mut self, batch: &[QueuedEvent]) -> Result<BatchOutcome, SinkError> {
+        let mut buf = Vec::with_capacity(batch.iter().map(|e| e.doc.len() + 1).sum());
+        for e in batch {
+            buf.extend_from_slice(&e.doc);
+            buf.push(b'\n');
+        }
+        let mut out = std::io::stdout().lock();
+        out.write_all(&buf)
+            .and_then(|_| out.flush())
+            .map_err(|e| SinkError::new("io", format!("stdout: {e}")))?;
+        Ok(BatchOutcome::all_delivered(batch.len()))
+    }
+}

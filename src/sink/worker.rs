@@ -1,0 +1,336 @@
+//! The sink worker: drains one sink's durable queue, whatever the sink.
+//!
+//! Loop: take a batch from the queue head, deliver it, then in one state transaction delete
+//! what was delivered, dead-letter what was rejected and store the sink's checkpoint. Whole
+//! batch failures and per-document retries back off exponentially with jitter (backon),
+//! waiting at least what the destination asked for (`Retry-After`). Nothing is ever dropped:
+//! an entry leaves the queue only as delivered or dead-lettered.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::{Notify, watch};
+
+use super::{Delivery, Sink, SinkError};
+use crate::metrics::Metrics;
+use crate::state::Store;
+
+/// What the daemon wants from its workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Deliver forever.
+    Run,
+    /// Deliver until the queue is empty, then return (shutdown, `once`).
+    Drain,
+    /// Return as soon as possible; what is queued stays queued.
+    Stop,
+}
+
+/// Batching and retry settings of one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub max_events: usize,
+    pub max_bytes: usize,
+    /// Longest idle wait before looking at the queue again.
+    pub flush_interval: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+/// A sink's health, shared with `/readyz` and the shutdown report.
+#[derive(Debug, Default)]
+pub struct SinkStatus {
+    inner: Mutex<StatusInner>,
+}
+
+#[derive(Debug, Default)]
+struct StatusInner {
+    failing_since: Option<Instant>,
+    last_error: Option<String>,
+}
+
+impl SinkStatus {
+    /// Since when every attempt failed, and the last error, if it is failing now.
+    pub fn failing(&self) -> Option<(Instant, String)> {
+        let s = self.inner.lock().expect("status lock");
+        s.failing_since
+            .map(|t| (t, s.last_error.clone().unwrap_or_default()))
+    }
+
+    fn fail(&self, error: String) {
+        let mut s = self.inner.lock().expect("status lock");
+        s.failing_since.get_or_insert_with(Instant::now);
+        s.last_error = Some(error);
+    }
+
+    fn ok(&self) {
+        let mut s = self.inner.lock().expect("status lock");
+        s.failing_since = None;
+        s.last_error = None;
+    }
+}
+
+/// Everything a worker shares with the rest of the daemon.
+#[derive(Clone)]
+pub struct WorkerContext {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// Signalled when a source queued new events.
+    pub queued: Arc<Notify>,
+    pub mode: watch::Receiver<RunMode>,
+}
+
+/// Drain `name`'s queue into `sink` until the mode says stop (or, draining, the queue is empty).
+/// Spawn it inside a span that names the sink (see [`crate::daemon`]).
+pub async fn run<S: Sink>(
+    name: String,
+    mut sink: S,
+    settings: WorkerSettings,
+    ctx: WorkerContext,
+    status: Arc<SinkStatus>,
+) {
+    let label = ctx.metrics.sink(&name);
+    let mut mode = ctx.mode.clone();
+    let backoff = || {
+        ExponentialBuilder::default()
+            .with_min_delay(settings.min_backoff)
+            .with_max_delay(settings.max_backoff)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    };
+
+    // Open, retrying: a destination that is down at start must not lose anything either.
+    let mut delays = backoff();
+    loop {
+        if *mode.borrow() == RunMode::Stop {
+            return;
+        }
+        let checkpoint = match blocking(&ctx.store, {
+            let name = name.clone();
+            move |s| s.checkpoint(&name)
+        })
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read sink checkpoint");
+                status.fail(e.to_string());
+                if sleep_or_stop(&mut mode, delays.next().unwrap_or(settings.max_backoff)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        match sink.open(checkpoint).await {
+            Ok(()) => {
+                tracing::info!("sink ready");
+                break;
+            }
+            Err(e) => {
+                ctx.metrics
+                    .sink_failures
+                    .get_or_create(&crate::metrics::SinkKindLabel {
+                        sink: name.clone(),
+                        kind: e.kind.to_owned(),
+                    })
+                    .inc();
+                let wait = wait_for(&e, delays.next(), &settings);
+                tracing::warn!(error = %e, retry_in = ?wait, "sink not ready; events stay queued");
+                status.fail(e.to_string());
+                if sleep_or_stop(&mut mode, wait).await {
+                    return;
+                }
+            }
+        }
+    }
+
+    let mut delays = backoff();
+    loop {
+        let current = *mode.borrow();
+        if current == RunMode::Stop {
+            return;
+        }
+        update_queue_metrics(&ctx, &name).await;
+        let batch = match blocking(&ctx.store, {
+            let name = name.clone();
+            let (n, b) = (settings.max_events, settings.max_bytes);
+            move |s| s.peek(&name, None, n, b)
+        })
+        .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read sink queue");
+                status.fail(e.to_string());
+                if sleep_or_stop(&mut mode, delays.next().unwrap_or(settings.max_backoff)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            if current == RunMode::Drain {
+                return;
+            }
+            tokio::select! {
+                _ = ctx.queued.notified() => {}
+                _ = tokio::time::sleep(settings.flush_interval) => {}
+                _ = mode.changed() => {}
+            }
+            continue;
+        }
+
+        let outcome = tokio::select! {
+            r = sink.deliver(&batch) => r,
+            _ = wait_stop(&mut mode) => return,
+        };
+        match outcome {
+            Ok(outcome) => {
+                let mut delivered = Vec::new();
+                let mut rejected = Vec::new();
+                let mut retry: Option<String> = None;
+                for (entry, result) in batch.iter().zip(outcome.results) {
+                    match result {
+                        Delivery::Delivered => delivered.push(entry.seq),
+                        Delivery::Rejected(reason) => {
+                            tracing::warn!(event.id = %entry.id, %reason, "event rejected for good; moved to the dead-letter queue");
+                            rejected.push((entry.seq, reason));
+                        }
+                        Delivery::Retry(reason) => {
+                            retry.get_or_insert(reason);
+                        }
+                    }
+                }
+                let (nd, nr) = (delivered.len(), rejected.len());
+                let acked = blocking(&ctx.store, {
+                    let name = name.clone();
+                    move |s| s.ack(&name, &delivered, &rejected, outcome.checkpoint.as_deref())
+                })
+                .await;
+                if let Err(e) = acked {
+                    // Delivered but not acknowledged: it will be delivered again, and the
+                    // destination deduplicates on event.id.
+                    tracing::error!(error = %e, "cannot acknowledge delivered events");
+                    status.fail(e.to_string());
+                    if sleep_or_stop(&mut mode, delays.next().unwrap_or(settings.max_backoff)).await
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                ctx.metrics
+                    .sink_delivered
+                    .get_or_create(&label)
+                    .inc_by(nd as u64);
+                ctx.metrics
+                    .sink_dead_lettered
+                    .get_or_create(&label)
+                    .inc_by(nr as u64);
+                match retry {
+                    None => {
+                        status.ok();
+                        delays = backoff();
+                    }
+                    Some(reason) => {
+                        ctx.metrics.sink_retries.get_or_create(&label).inc();
+                        let wait = delays.next().unwrap_or(settings.max_backoff);
+                        tracing::warn!(%reason, delivered = nd, retry_in = ?wait, "some events must be retried");
+                        if nd == 0 {
+                            status.fail(reason);
+                        }
+                        if sleep_or_stop(&mut mode, wait).await {
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                ctx.metrics
+                    .sink_failures
+                    .get_or_create(&crate::metrics::SinkKindLabel {
+                        sink: name.clone(),
+                        kind: e.kind.to_owned(),
+                    })
+                    .inc();
+                ctx.metrics.sink_retries.get_or_create(&label).inc();
+                let wait = wait_for(&e, delays.next(), &settings);
+                tracing::warn!(error = %e, events = batch.len(), retry_in = ?wait, "delivery failed; events stay queued");
+                status.fail(e.to_string());
+                if sleep_or_stop(&mut mode, wait).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The backoff delay, but never shorter than what the destination asked for.
+fn wait_for(e: &SinkError, next: Option<Duration>, settings: &WorkerSettings) -> Duration {
+    let d = next.unwrap_or(settings.max_backoff);
+    match e.retry_after {
+        Some(ra) => ra.max(d),
+        None => d,
+    }
+}
+
+async fn update_queue_metrics(ctx: &WorkerContext, name: &str) {
+    let stats = blocking(&ctx.store, {
+        let name = name.to_owned();
+        move |s| s.queue_stats(&name)
+    })
+    .await;
+    if let Ok(st) = stats {
+        let label = ctx.metrics.sink(name);
+        ctx.metrics
+            .queue_events
+            .get_or_create(&label)
+            .set(st.events as i64);
+        ctx.metrics
+            .queue_bytes
+            .get_or_create(&label)
+            .set(st.bytes as i64);
+        ctx.metrics
+            .dead_letters
+            .get_or_create(&label)
+            .set(st.dead_letters as i64);
+        let age = st.oldest_enqueued_ms.map_or(0.0, |t| {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+            ((now as i64 - t).max(0)) as f64 / 1000.0
+        });
+        ctx.metrics.queue_oldest_age.get_or_create(&label).set(age);
+    }
+}
+
+/// Run a blocking store call off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    store: &Store,
+    f: impl FnOnce(&Store) -> Result<T, crate::state::StateError> + Send + 'static,
+) -> Result<T, crate::state::StateError> {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || f(&store)).await {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Sleep, unless told to stop first. True when stopping.
+async fn sleep_or_stop(mode: &mut watch::Receiver<RunMode>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *mode.borrow() == RunMode::Stop,
+        _ = wait_stop(mode) => true,
+    }
+}
+
+async fn wait_stop(mode: &mut watch::Receiver<RunMode>) {
+    loop {
+        if *mode.borrow_and_update() == RunMode::Stop {
+            return;
+        }
+        if mode.changed().await.is_err() {
+            // The daemon is gone: nobody will ever say stop, so never resolve.
+            std::future::pending::<()>().await;
+        }
+    }
+}
