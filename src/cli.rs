@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, LogFormat};
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, Exit};
 use crate::normalize::{self, Api, NormalizeOptions};
 
 #[derive(Parser)]
@@ -115,8 +115,22 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             config,
             drain_timeout,
         } => {
-            let cfg = load_with_logging(&config)?;
-            runtime()?.block_on(async { Daemon::open(cfg)?.run(drain_timeout).await })?;
+            let mut cfg = load_with_logging(&config)?;
+            let rt = runtime()?;
+            // SIGHUP: drain, re-read the file, start again; a broken file keeps the old one.
+            while rt.block_on(async { Daemon::open(cfg.clone())?.run(drain_timeout).await })?
+                == Exit::Reload
+            {
+                match Config::load(&config) {
+                    Ok(new) => {
+                        tracing::info!(config = %config.display(), "configuration reloaded");
+                        cfg = new;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload failed; keeping the running configuration")
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Once {

@@ -54,6 +54,7 @@ pub struct Config {
 pub struct SourceConfig {
     pub name: String,
     pub url: String,
+    #[serde(deserialize_with = "de_api")]
     pub api: Api,
     #[serde(default = "defaults::poll_interval", deserialize_with = "de_duration")]
     pub poll_interval: Duration,
@@ -271,12 +272,19 @@ pub struct ServerConfig {
     /// `/metrics`, `/healthz`, `/readyz`; empty string disables the listener.
     #[serde(default = "defaults::listen")]
     pub listen: String,
+    /// `/readyz` turns unready when a sink has failed for longer than this.
+    #[serde(
+        default = "defaults::sink_failure_grace",
+        deserialize_with = "de_duration"
+    )]
+    pub sink_failure_grace: Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: defaults::listen(),
+            sink_failure_grace: defaults::sink_failure_grace(),
         }
     }
 }
@@ -353,6 +361,9 @@ mod defaults {
     pub fn listen() -> String {
         "127.0.0.1:9464".into()
     }
+    pub fn sink_failure_grace() -> Duration {
+        Duration::from_secs(300)
+    }
     pub fn log_format() -> LogFormat {
         LogFormat::Text
     }
@@ -365,6 +376,11 @@ mod defaults {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{s:?} is not a duration like \"30s\", \"5m\" or \"1h\" ({e})"))
+}
+
+fn de_api<'de, D: Deserializer<'de>>(d: D) -> Result<Api, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -489,28 +505,24 @@ impl SourceConfig {
                     .clone()
                     .filter(|u| !u.is_empty())
                     .ok_or_else(|| ("username".to_owned(), "required for basic auth".to_owned()))?;
-                let password = resolve_secret(
-                    "password",
-                    &a.password,
-                    &a.password_env,
-                    &a.password_file,
-                )
-                .or_else(|_| resolve_secret("token", &a.token, &a.token_env, &a.token_file))
-                .map_err(|_| {
-                    (
-                        "password".to_owned(),
-                        "basic auth needs one of password, password_env, password_file (or token*)"
-                            .to_owned(),
-                    )
-                })??;
+                let password =
+                    resolve_secret("password", &a.password, &a.password_env, &a.password_file)
+                        .or_else(|| resolve_secret("token", &a.token, &a.token_env, &a.token_file))
+                        .ok_or_else(|| {
+                            (
+                                "password".to_owned(),
+                                "basic auth needs password, password_env or password_file"
+                                    .to_owned(),
+                            )
+                        })??;
                 Ok(Credentials::Basic { username, password })
             }
             AuthKind::Bearer => {
                 let token = resolve_secret("token", &a.token, &a.token_env, &a.token_file)
-                    .or_else(|_| {
+                    .or_else(|| {
                         resolve_secret("password", &a.password, &a.password_env, &a.password_file)
                     })
-                    .map_err(|_| {
+                    .ok_or_else(|| {
                         (
                             "token".to_owned(),
                             "bearer auth needs one of token, token_env, token_file".to_owned(),
@@ -522,19 +534,19 @@ impl SourceConfig {
     }
 }
 
-/// A secret from its value, `<name>_env` or `<name>_file`. `Err(())` when none is set;
-/// `Ok(Err(..))` when one is set but cannot be read.
+/// A secret from its value, `<name>_env` or `<name>_file`. `None` when none is set;
+/// `Some(Err((key, problem)))` when one is set but cannot be read.
 pub fn resolve_secret(
     name: &str,
     value: &Option<String>,
     env: &Option<String>,
     file: &Option<PathBuf>,
-) -> Result<Result<Secret, (String, String)>, ()> {
+) -> Option<Result<Secret, (String, String)>> {
     if let Some(v) = value {
-        return Ok(Ok(Secret::new(v.clone())));
+        return Some(Ok(Secret::new(v.clone())));
     }
     if let Some(var) = env {
-        return Ok(match std::env::var(var) {
+        return Some(match std::env::var(var) {
             Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
             _ => Err((
                 format!("{name}_env"),
@@ -543,7 +555,7 @@ pub fn resolve_secret(
         });
     }
     if let Some(path) = file {
-        return Ok(match std::fs::read_to_string(path) {
+        return Some(match std::fs::read_to_string(path) {
             // Secret files conventionally end with a newline that is not part of the secret.
             Ok(v) => Ok(Secret::new(v.trim_end_matches(['\r', '\n']).to_owned())),
             Err(e) => Err((
@@ -552,7 +564,7 @@ pub fn resolve_secret(
             )),
         });
     }
-    Err(())
+    None
 }
 
 /// `CAF__SOURCE__0__AUTH__USERNAME` → `source[0].auth.username`.
@@ -583,12 +595,21 @@ fn env_override_key(var: &str) -> Option<String> {
 /// Turn the `config` crate's message into file/key/problem.
 fn split_config_error(file: &str, e: config::ConfigError) -> ConfigError {
     let msg = e.to_string();
+    // "missing configuration field \"source[0]url\"" names its key differently.
+    if let Some(rest) = msg.strip_prefix("missing configuration field \"") {
+        let key = rest.trim_end_matches('"');
+        return ConfigError {
+            file: file.to_owned(),
+            key: dotted(key),
+            problem: "missing (required)".into(),
+        };
+    }
     // The crate writes "… for key `source[0].api` in …" when it knows the key.
     let key = msg
         .split("for key `")
         .nth(1)
         .and_then(|rest| rest.split('`').next())
-        .map(str::to_owned)
+        .map(dotted)
         .unwrap_or_else(|| "-".into());
     let problem = msg
         .split(" for key `")
@@ -601,6 +622,20 @@ fn split_config_error(file: &str, e: config::ConfigError) -> ConfigError {
         key,
         problem,
     }
+}
+
+/// The crate writes `source[0]url`; users read `source[0].url`.
+fn dotted(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 4);
+    let mut prev = ' ';
+    for c in key.chars() {
+        if prev == ']' && c != '.' && c != '[' {
+            out.push('.');
+        }
+        out.push(c);
+        prev = c;
+    }
+    out
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::config::{Config, SinkConfig, SinkKind};
 use crate::metrics::Metrics;
 use crate::normalize::NormalizeOptions;
+use crate::server::Health;
 use crate::sink::worker::{self, RunMode, SinkStatus, WorkerContext, WorkerSettings};
 use crate::sink::{file::FileSink, stdout::StdoutSink};
 use crate::source::{Source, SourceStatus};
@@ -98,10 +99,11 @@ impl Daemon {
         }
     }
 
-    /// The daemon: poll and deliver until SIGTERM/SIGINT, then drain for at most
-    /// `drain_timeout` and return.
-    pub async fn run(mut self, drain_timeout: Duration) -> anyhow::Result<()> {
+    /// The daemon: poll and deliver until SIGTERM/SIGINT (or SIGHUP: reload), then drain
+    /// for at most `drain_timeout` and return which signal it was.
+    pub async fn run(mut self, drain_timeout: Duration) -> anyhow::Result<Exit> {
         let sources = self.build_sources()?;
+        let server = self.start_server().await?;
         let mut sinks = JoinSet::new();
         self.spawn_sinks(&mut sinks);
         let mut polling = JoinSet::new();
@@ -115,12 +117,52 @@ impl Daemon {
             state = %self.store.path().display(),
             "running"
         );
-        shutdown_signal().await;
-        tracing::info!(?drain_timeout, "stopping: polling stopped, sinks draining");
+        let exit = signal().await;
+        tracing::info!(
+            ?exit,
+            ?drain_timeout,
+            "stopping: polling stopped, sinks draining"
+        );
         self.mode_tx.send_replace(RunMode::Drain);
         while polling.join_next().await.is_some() {}
         self.finish(sinks, drain_timeout).await;
-        Ok(())
+        if let Some(task) = server {
+            task.abort();
+        }
+        for (name, _) in &self.sinks {
+            let st = self.store.queue_stats(name)?;
+            if st.events > 0 {
+                tracing::info!(sink = %name, queued = st.events, "left queued for the next start");
+            }
+        }
+        Ok(exit)
+    }
+
+    async fn start_server(&self) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+        let listen = self.config.server.listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        let addr: std::net::SocketAddr = listen.parse().with_context(|| {
+            format!("server.listen: {listen:?} is not an address like 127.0.0.1:9464")
+        })?;
+        let health = Arc::new(Health {
+            metrics: self.metrics.clone(),
+            sources: self
+                .sources
+                .iter()
+                .zip(&self.config.source)
+                .map(|((n, s), c)| (n.clone(), s.clone(), c.poll_interval))
+                .collect(),
+            sinks: self.sinks.clone(),
+            sink_failure_grace: self.config.server.sink_failure_grace,
+            started: std::time::Instant::now(),
+        });
+        let (local, task) = crate::server::serve(addr, health)
+            .await
+            .with_context(|| format!("server.listen: cannot listen on {addr}"))?;
+        tracing::info!(%local, "serving /metrics, /healthz, /readyz");
+        Ok(Some(task))
     }
 
     /// One full poll cycle of every source, then drain every sink. Errors name what failed;
@@ -215,10 +257,19 @@ fn spawn_sink(
     };
 }
 
-/// SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+/// Why `run` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM or SIGINT: exit.
+    Stop,
+    /// SIGHUP: reload the configuration and start again.
+    Reload,
+}
+
+async fn signal() -> Exit {
+    use tokio::signal::unix::{SignalKind, signal};
+    let wait = |kind: SignalKind| async move {
+        match signal(kind) {
             Ok(mut s) => {
                 s.recv().await;
             }
@@ -226,7 +277,8 @@ pub async fn shutdown_signal() {
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+        _ = wait(SignalKind::terminate()) => Exit::Stop,
+        _ = wait(SignalKind::interrupt()) => Exit::Stop,
+        _ = wait(SignalKind::hangup()) => Exit::Reload,
     }
 }

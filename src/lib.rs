@@ -21,6 +21,7 @@
 //!   included) used by `demo`, tests and benchmarks.
 //! - [`config`]: the TOML configuration, environment overrides, secrets and validation.
 //! - [`daemon`]: wires sources, state and sink workers together for `run` and `once`.
+//! - [`metrics`] and [`server`]: Prometheus metrics, `/healthz` and `/readyz`.
 //! - [`cli`]: the command line (`run`, `once`, `check-config`, `normalize`, `simulate`, `demo`).
 //!
 //! The invariant everything else serves: a record is either still to be fetched (the cursor
@@ -33,6 +34,7 @@ pub mod config;
 pub mod daemon;
 pub mod metrics;
 pub mod normalize;
+pub mod server;
 pub mod simulate;
 pub mod sink;
 pub mod source;

@@ -225,8 +225,10 @@ pub fn write_ecs(
 /// response page (`results` / `entities` envelope).
 pub fn split_input(api: Api, input: &str) -> Result<Vec<String>, NormalizeError> {
     let trimmed = input.trim_start();
-    if trimmed.starts_with('{') {
-        if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(trimmed) {
+    if trimmed.starts_with('{')
+        && let Ok(Value::Object(map)) = serde_json::from_str::<Value>(trimmed)
+    {
+        {
             let key = match api {
                 Api::Legacy | Api::Cloud => "results",
                 Api::Auditing | Api::File => "entities",

@@ -262,6 +262,8 @@ impl Source {
                     report.slices += 1;
                     let n = self.commit_slice(slice, records).await?;
                     report.events_new += n;
+                    // A committed slice is progress: a long backfill is not "stuck".
+                    self.status.ok();
                     progress.log(slice.to_ms, report.events_new);
                 }
             }

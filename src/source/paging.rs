@@ -136,13 +136,13 @@ impl Pager<'_> {
         let mut end = to_ms;
         let mut full_len = 0usize;
         while end >= from_ms {
-            if let Some(max) = max {
-                if out.len() > max {
-                    return Ok(SliceFetch::TooLarge {
-                        count: out.len(),
-                        covered_from_ms: end + 1,
-                    });
-                }
+            if let Some(max) = max
+                && out.len() > max
+            {
+                return Ok(SliceFetch::TooLarge {
+                    count: out.len(),
+                    covered_from_ms: end + 1,
+                });
             }
             let page = self.record_page(from_ms, end, 0).await?;
             let n = page.records.len();
@@ -242,13 +242,13 @@ impl Pager<'_> {
         let mut cursor: Option<String> = None;
         let mut oldest = to_ms + 1;
         loop {
-            if let Some(max) = max {
-                if out.len() > max {
-                    return Ok(SliceFetch::TooLarge {
-                        count: out.len(),
-                        covered_from_ms: oldest,
-                    });
-                }
+            if let Some(max) = max
+                && out.len() > max
+            {
+                return Ok(SliceFetch::TooLarge {
+                    count: out.len(),
+                    covered_from_ms: oldest,
+                });
             }
             let mut query = vec![
                 ("from", iso(from_ms)),
