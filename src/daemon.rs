@@ -117,7 +117,16 @@ impl Daemon {
             state = %self.store.path().display(),
             "running"
         );
+        let watchdog = systemd_ready();
         let exit = signal().await;
+        let _ = sd_notify::notify(&[if exit == Exit::Reload {
+            sd_notify::NotifyState::Reloading
+        } else {
+            sd_notify::NotifyState::Stopping
+        }]);
+        if let Some(w) = watchdog {
+            w.abort();
+        }
         tracing::info!(
             ?exit,
             ?drain_timeout,
@@ -255,6 +264,20 @@ fn spawn_sink(
             set.spawn(worker::run(name, StdoutSink, settings, ctx, status).instrument(span))
         }
     };
+}
+
+/// Tell systemd (`Type=notify`) we are up, and keep its watchdog fed while the runtime
+/// answers. Outside systemd both are no-ops.
+fn systemd_ready() -> Option<tokio::task::JoinHandle<()>> {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let period = sd_notify::watchdog_enabled()?;
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period / 2);
+        loop {
+            tick.tick().await;
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        }
+    }))
 }
 
 /// Why `run` returned.

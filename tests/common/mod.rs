@@ -1,0 +1,214 @@
+//! Shared end-to-end test support: run the real daemon binary against the in-process
+//! simulator, kill it, restart it, and compare what a sink received with the simulator's
+//! ground truth as multisets of `event.id`.
+//!
+//! Each test binary includes this module with `mod common;`; not every binary uses every
+//! helper.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use confluence_audit_forwarder::normalize::{self, Api};
+
+/// The daemon binary cargo built for this test run.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_confluence-audit-forwarder")
+}
+
+/// A running daemon process; killed (SIGKILL) on drop.
+pub struct DaemonProcess {
+    pub child: Child,
+}
+
+impl DaemonProcess {
+    /// `run --config <config>`, logs to `<dir>/daemon-<n>.log`.
+    pub fn start(config: &Path, log: &Path) -> DaemonProcess {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open daemon log");
+        let child = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .env("RUST_LOG", "info,confluence_audit_forwarder=debug")
+            .spawn()
+            .expect("spawn daemon");
+        DaemonProcess { child }
+    }
+
+    /// SIGKILL: no chance to flush, drain or commit anything.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for exit; returns the exit status and how long it took.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        let pid = self.child.id() as i32;
+        // SAFETY-free: plain kill(2) through the `kill` command keeps us off libc.
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill -TERM");
+        let status = self.child.wait().expect("wait for daemon");
+        (status, started.elapsed())
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `once --config <config>`; panics with the daemon's stderr when it fails.
+pub fn run_once(config: &Path) -> String {
+    let out = Command::new(bin())
+        .args(["once", "--config"])
+        .arg(config)
+        .args(["--drain-timeout", "60s"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .output()
+        .expect("run once");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "once failed: {stderr}");
+    stderr
+}
+
+/// Every `event.id` in an NDJSON file, with how often it appears.
+pub fn ids_in_file(path: &Path) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    let Ok(f) = std::fs::File::open(path) else {
+        return out;
+    };
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.expect("read line");
+        let doc: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{}:{}: not JSON ({e}): {line}", path.display(), i + 1));
+        let id = doc["event"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}:{}: no event.id", path.display(), i + 1))
+            .to_owned();
+        *out.entry(id).or_default() += 1;
+    }
+    out
+}
+
+/// The multiset of `event.id`s the daemon must produce for `records` (one API's rendering of
+/// the ground truth): count-aware, exactly as the poller numbers identical records.
+pub fn expected_ids<'a>(api: Api, records: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, usize> {
+    let mut occurrences = std::collections::HashMap::new();
+    let mut out = BTreeMap::new();
+    for raw in records {
+        let r = normalize::parse_record(api, raw).expect("ground truth parses");
+        let n = occurrences
+            .entry((r.timestamp_ms(), r.content_hash()))
+            .or_insert(0u32);
+        *out.entry(normalize::event_id(&r.content_hash(), *n)).or_default() += 1;
+        *n += 1;
+    }
+    out
+}
+
+/// Describe how two multisets differ (for assertion messages).
+pub fn diff(expected: &BTreeMap<String, usize>, got: &BTreeMap<String, usize>) -> String {
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|(k, n)| got.get(*k).copied().unwrap_or(0) < **n)
+        .map(|(k, _)| k.clone())
+        .collect();
+    let doubled: Vec<_> = got
+        .iter()
+        .filter(|(k, n)| **n > 1 && expected.get(*k).copied().unwrap_or(0) < **n)
+        .map(|(k, n)| format!("{k}x{n}"))
+        .collect();
+    let unexpected: Vec<_> = got
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .cloned()
+        .collect();
+    format!(
+        "expected {} events, got {}; missing {} {:?}; twice {} {:?}; unexpected {} {:?}",
+        expected.values().sum::<usize>(),
+        got.values().sum::<usize>(),
+        missing.len(),
+        &missing[..missing.len().min(5)],
+        doubled.len(),
+        &doubled[..doubled.len().min(5)],
+        unexpected.len(),
+        &unexpected[..unexpected.len().min(5)],
+    )
+}
+
+/// Poll `f` until it holds or `limit` passes (then panic with `what`).
+pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !f() {
+        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A scratch directory with a state dir and an output dir.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    /// Write `config.toml` and return its path.
+    pub fn config(&self, toml: &str) -> PathBuf {
+        let p = self.path("config.toml");
+        std::fs::write(&p, toml).expect("write config");
+        p
+    }
+    /// The daemon logs, for assertion messages.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for e in std::fs::read_dir(self.dir.path()).expect("read scratch") {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|x| x == "log") {
+                s.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+            }
+        }
+        let tail: String = s.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        tail
+    }
+}
+
+/// A source section for a daemon config.
+pub fn source_toml(name: &str, url: &str, api: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[source]]
+name = "{name}"
+url = "{url}"
+api = "{api}"
+poll_interval = "200ms"
+lag = "0s"
+overlap = "10m"
+start_at = "beginning"
+page_size = 100
+slice_max_records = 5000
+max_backoff = "500ms"
+{extra}
+"#
+    )
+}
