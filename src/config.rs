@@ -332,7 +332,7 @@ mod defaults {
         1000
     }
     pub fn slice_max_records() -> usize {
-        50_000
+        5_000
     }
     pub fn request_timeout() -> Duration {
         Duration::from_secs(30)

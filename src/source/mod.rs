@@ -57,6 +57,14 @@ pub struct PollReport {
     pub slices: u64,
 }
 
+/// One step of reading a window.
+enum Step {
+    /// Fetch this slice and queue it.
+    Read(Window),
+    /// Everything up to here is queued: move the cursor.
+    Advance(i64),
+}
+
 /// A source's health, shared with `/readyz`.
 #[derive(Debug, Default)]
 pub struct SourceStatus {
@@ -241,26 +249,57 @@ impl Source {
             ..Default::default()
         };
         let max = self.cfg.slice_max_records;
-        // Oldest slice on top.
-        let mut slices = vec![window];
+        // Oldest slice on top. A slice too large to hold is read newest first up to `max`
+        // records, which are queued at once without moving the cursor (the dedupe counts
+        // keep a re-read from doubling them); the older rest is cut by the density just seen
+        // and read first, then the cursor jumps past the part already queued.
+        let mut slices = vec![Step::Read(window)];
         let progress = Progress::new(window);
-        while let Some(slice) = slices.pop() {
+        while let Some(step) = slices.pop() {
+            let slice = match step {
+                Step::Read(w) => w,
+                Step::Advance(to_ms) => {
+                    self.commit_slice(
+                        Window {
+                            from_ms: to_ms,
+                            to_ms,
+                        },
+                        Vec::new(),
+                        true,
+                    )
+                    .await?;
+                    continue;
+                }
+            };
             self.wait_for_queue_room().await?;
             let limit = (slice.from_ms < slice.to_ms).then_some(max);
             match pager.fetch_slice(slice.from_ms, slice.to_ms, limit).await? {
-                SliceFetch::TooLarge {
-                    count,
+                SliceFetch::Partial {
+                    records,
                     covered_from_ms,
                 } => {
-                    let parts =
-                        window::split(slice.from_ms, slice.to_ms, count, covered_from_ms, max);
-                    tracing::debug!(from = %paging::iso(slice.from_ms), to = %paging::iso(slice.to_ms), count, parts = parts.len(), "slice too large; splitting");
-                    slices.extend(parts.into_iter().rev());
+                    report.records_read += records.len() as u64;
+                    let covered = Window {
+                        from_ms: covered_from_ms,
+                        to_ms: slice.to_ms,
+                    };
+                    let count = records.len();
+                    report.events_new += self.commit_slice(covered, records, false).await?;
+                    slices.push(Step::Advance(slice.to_ms));
+                    let older = window::split(
+                        slice.from_ms,
+                        covered_from_ms - 1,
+                        count,
+                        slice.to_ms - covered_from_ms + 1,
+                        max,
+                    );
+                    tracing::debug!(from = %paging::iso(slice.from_ms), to = %paging::iso(slice.to_ms), count, parts = older.len(), "large slice: newest part queued, older part split");
+                    slices.extend(older.into_iter().rev().map(Step::Read));
                 }
                 SliceFetch::Complete(records) => {
                     report.records_read += records.len() as u64;
                     report.slices += 1;
-                    let n = self.commit_slice(slice, records).await?;
+                    let n = self.commit_slice(slice, records, true).await?;
                     report.events_new += n;
                     // A committed slice is progress: a long backfill is not "stuck".
                     self.status.ok();
@@ -272,7 +311,13 @@ impl Source {
     }
 
     /// Deduplicate, normalize and commit one slice; returns how many events were queued.
-    async fn commit_slice(&self, slice: Window, records: Vec<Fetched>) -> Result<u64, SourceError> {
+    /// `advance`: move the cursor to the slice's end (every older record is queued).
+    async fn commit_slice(
+        &self,
+        slice: Window,
+        records: Vec<Fetched>,
+        advance: bool,
+    ) -> Result<u64, SourceError> {
         let name = self.cfg.name.clone();
         let opts = self.normalize.clone();
         let overlap_ms = self.cfg.overlap.as_millis() as i64;
@@ -328,8 +373,13 @@ impl Source {
             let commit = WindowCommit {
                 events,
                 seen: counts,
-                cursor_ms: slice.to_ms,
-                prune_seen_before_ms: slice.to_ms - overlap_ms,
+                cursor_ms: advance.then_some(slice.to_ms),
+                // Queued ahead of the cursor: the older part still needs every count.
+                prune_seen_before_ms: if advance {
+                    slice.to_ms - overlap_ms
+                } else {
+                    i64::MIN
+                },
             };
             store.commit_window(&name, &commit)?;
             let queued = commit.events.len() as u64;
@@ -341,10 +391,12 @@ impl Source {
                 .inc_by((in_slice.len() - fresh.len()) as u64);
             metrics.unknown_actions.get_or_create(&label).inc_by(unknown);
             metrics.rejected_records.get_or_create(&label).inc_by(rejected);
-            metrics
-                .cursor_timestamp
-                .get_or_create(&label)
-                .set(slice.to_ms as f64 / 1000.0);
+            if advance {
+                metrics
+                    .cursor_timestamp
+                    .get_or_create(&label)
+                    .set(slice.to_ms as f64 / 1000.0);
+            }
             if let Some(t) = newest {
                 let g = metrics.newest_record_timestamp.get_or_create(&label);
                 if t as f64 / 1000.0 > g.get() {

@@ -34,10 +34,13 @@ pub struct Fetched {
 pub enum SliceFetch {
     /// Every record of the slice, in no particular order.
     Complete(Vec<Fetched>),
-    /// More than the allowed number of records: split the slice. `covered_from_ms` is the
-    /// oldest millisecond reached when it stopped (the newest part `[covered_from_ms, end]`
-    /// held `count` records).
-    TooLarge { count: usize, covered_from_ms: i64 },
+    /// More than the allowed number of records. `records` are all the records of
+    /// `[covered_from_ms, end]` (complete milliseconds only); the older rest of the slice is
+    /// still to be read.
+    Partial {
+        records: Vec<Fetched>,
+        covered_from_ms: i64,
+    },
 }
 
 /// Where and how to page.
@@ -113,7 +116,7 @@ impl Pager<'_> {
         }
     }
 
-    /// Every record in `[from_ms, to_ms]`, or `TooLarge` once more than `max` were read.
+    /// Every record in `[from_ms, to_ms]`, or `Partial` once more than `max` were read.
     pub async fn fetch_slice(
         &self,
         from_ms: i64,
@@ -136,11 +139,12 @@ impl Pager<'_> {
         let mut end = to_ms;
         let mut full_len = 0usize;
         while end >= from_ms {
+            // `out` holds exactly the records of [end + 1, to_ms].
             if let Some(max) = max
-                && out.len() > max
+                && out.len() >= max
             {
-                return Ok(SliceFetch::TooLarge {
-                    count: out.len(),
+                return Ok(SliceFetch::Partial {
+                    records: out,
                     covered_from_ms: end + 1,
                 });
             }
@@ -238,16 +242,21 @@ impl Pager<'_> {
         max: Option<usize>,
     ) -> Result<SliceFetch, FetchError> {
         let url = self.endpoint();
-        let mut out = Vec::new();
+        let mut out: Vec<Fetched> = Vec::new();
         let mut cursor: Option<String> = None;
         let mut oldest = to_ms + 1;
         loop {
+            // The oldest millisecond read so far may continue on the next page: only the
+            // newer ones are complete.
             if let Some(max) = max
-                && out.len() > max
+                && out.len() >= max
+                && oldest > from_ms
+                && out.iter().any(|r| r.ts_ms > oldest)
             {
-                return Ok(SliceFetch::TooLarge {
-                    count: out.len(),
-                    covered_from_ms: oldest,
+                out.retain(|r| r.ts_ms > oldest);
+                return Ok(SliceFetch::Partial {
+                    records: out,
+                    covered_from_ms: oldest + 1,
                 });
             }
             let mut query = vec![

@@ -38,22 +38,15 @@ pub fn next_window(
     (to_ms >= from_ms && (!started || to_ms > cursor_ms)).then_some(Window { from_ms, to_ms })
 }
 
-/// Split `[from, to]` after a fetch of it stopped at `count` records covering
-/// `[covered_from, to]`: estimate the density and cut into slices expected to hold about half
-/// of `max` each (2 to 64 of them). Returned oldest first.
-pub fn split(
-    from_ms: i64,
-    to_ms: i64,
-    count: usize,
-    covered_from_ms: i64,
-    max: usize,
-) -> Vec<Window> {
-    let span = (to_ms - from_ms + 1).max(1) as f64;
-    let covered = (to_ms - covered_from_ms + 1).max(1) as f64;
-    let estimate = count as f64 / covered * span;
-    let parts = (estimate / (max as f64 / 2.0)).ceil().clamp(2.0, 64.0) as i64;
-    let parts = parts.min(to_ms - from_ms + 1).max(1);
-    let width = (to_ms - from_ms + 1) / parts;
+/// Cut `[from, to]` into slices expected to hold about half of `max` records each (1 to
+/// 256 of them), given a density of `count` records per `per_ms` milliseconds measured on
+/// newer records. Returned oldest first.
+pub fn split(from_ms: i64, to_ms: i64, count: usize, per_ms: i64, max: usize) -> Vec<Window> {
+    let span = to_ms - from_ms + 1;
+    let estimate = count as f64 / per_ms.max(1) as f64 * span as f64;
+    let parts = (estimate / (max as f64 / 2.0)).ceil().clamp(1.0, 256.0) as i64;
+    let parts = parts.min(span).max(1);
+    let width = span / parts;
     let mut out = Vec::with_capacity(parts as usize);
     let mut start = from_ms;
     for i in 0..parts {
@@ -177,15 +170,15 @@ mod tests {
 
     #[test]
     fn split_covers_the_range_without_gaps_or_overlap() {
-        for (from, to, count, covered, max) in [
-            (0i64, 1_000_000i64, 100usize, 999_000i64, 50usize),
-            (0, 10, 1000, 10, 10),
+        for (from, to, count, per_ms, max) in [
+            (0i64, 1_000_000i64, 100usize, 1000i64, 50usize),
+            (0, 10, 1000, 1, 10),
             (0, 1, 5, 1, 2),
-            (-5, 3_000_000_000_000, 60_000, 2_999_999_000_000, 50_000),
+            (-5, 3_000_000_000_000, 60_000, 1_000_000, 50_000),
+            (0, 1000, 1, 1_000_000, 5000),
         ] {
-            let parts = split(from, to, count, covered, max);
-            assert!(parts.len() >= 2 || to - from < 1, "{parts:?}");
-            assert!(parts.len() <= 64);
+            let parts = split(from, to, count, per_ms, max);
+            assert!(!parts.is_empty() && parts.len() <= 256, "{parts:?}");
             assert_eq!(parts[0].from_ms, from);
             assert_eq!(parts.last().unwrap().to_ms, to);
             for w in parts.windows(2) {
@@ -196,12 +189,12 @@ mod tests {
     }
 
     #[test]
-    fn dense_recent_data_gets_many_slices_sparse_gets_few() {
-        // 60k records in the last 1000 ms of a day: split into many.
-        let dense = split(0, 86_400_000, 60_000, 86_399_000, 50_000);
-        assert_eq!(dense.len(), 64);
-        // 60k records spread evenly over the day: about 60k / 25k = 3 slices.
-        let even = split(0, 86_400_000, 51_000, 86_400_000 - 73_440_000, 50_000);
-        assert!((2..=4).contains(&even.len()), "{}", even.len());
+    fn slices_follow_the_density() {
+        // 5000 records per second over a day: capped at 256 slices.
+        assert_eq!(split(0, 86_400_000, 5000, 1000, 5000).len(), 256);
+        // 5000 records per hour over a day: 24 h * 5000 / 2500 = 48 slices.
+        assert_eq!(split(0, 86_400_000 - 1, 5000, 3_600_000, 5000).len(), 48);
+        // Sparse: one slice.
+        assert_eq!(split(0, 86_400_000, 10, 86_400_000, 5000).len(), 1);
     }
 }

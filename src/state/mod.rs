@@ -90,9 +90,12 @@ pub struct WindowCommit {
     pub events: Vec<NewEvent>,
     /// New seen-counts: (record ms, hash) → count observed in this window.
     pub seen: HashMap<(i64, ContentHash), u32>,
-    /// The new cursor (inclusive end of the window).
-    pub cursor_ms: i64,
-    /// Seen-counts older than this can no longer be re-read and are dropped.
+    /// The new cursor (inclusive end of the window), or `None` to leave it: records queued
+    /// ahead of the cursor (a large slice read newest first) are kept from doubling by
+    /// their seen-counts when the window is read again.
+    pub cursor_ms: Option<i64>,
+    /// Seen-counts older than this can no longer be re-read and are dropped (`i64::MIN`:
+    /// keep all; a commit that leaves the cursor must keep them).
     pub prune_seen_before_ms: i64,
 }
 
@@ -199,7 +202,7 @@ impl Store {
         let tx = self.inner.db.begin_write()?;
         {
             let mut cursors = tx.open_table(CURSORS)?;
-            let mut state = match cursors.get(source)? {
+            let current = match cursors.get(source)? {
                 Some(v) => serde_json::from_slice::<CursorState>(v.value()).map_err(|e| {
                     StateError::Corrupt {
                         what: format!("cursor of source {source:?}"),
@@ -207,23 +210,29 @@ impl Store {
                     }
                 })?,
                 None => CursorState {
-                    cursor_ms: commit.cursor_ms,
+                    cursor_ms: 0,
                     floor_ms: 0,
-                    started: true,
+                    started: false,
                 },
             };
-            state.cursor_ms = commit.cursor_ms;
-            state.started = true;
-            cursors.insert(source, encode_cursor(&state).as_slice())?;
+            let mut state = current;
+            if let Some(c) = commit.cursor_ms {
+                state.cursor_ms = c;
+                state.started = true;
+                cursors.insert(source, encode_cursor(&state).as_slice())?;
+            }
+            let prune_before = commit.prune_seen_before_ms;
 
             let mut seen = tx.open_table(SEEN)?;
             for ((ms, hash), count) in &commit.seen {
                 seen.insert((source, *ms, hash.0), *count)?;
             }
-            seen.retain_in(
-                (source, i64::MIN, [0u8; 16])..(source, commit.prune_seen_before_ms, [0u8; 16]),
-                |_, _| false,
-            )?;
+            if prune_before > i64::MIN {
+                seen.retain_in(
+                    (source, i64::MIN, [0u8; 16])..(source, prune_before, [0u8; 16]),
+                    |_, _| false,
+                )?;
+            }
 
             queue::enqueue_all(&tx, &self.inner.sinks, &commit.events)?;
         }

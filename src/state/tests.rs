@@ -23,8 +23,8 @@ fn window_commit_fans_out_and_moves_cursor_atomically() {
             &WindowCommit {
                 events: vec![ev("e1", "{\"n\":1}"), ev("e2", "{\"n\":2}")],
                 seen,
-                cursor_ms: 200,
-                prune_seen_before_ms: 0,
+                cursor_ms: Some(200),
+                prune_seen_before_ms: i64::MIN,
             },
         )
         .unwrap();
@@ -55,7 +55,7 @@ fn ack_deletes_dead_letters_and_survives_reopen() {
                 "wiki",
                 &WindowCommit {
                     events: vec![ev("e1", "x"), ev("e2", "yy"), ev("e3", "zzz")],
-                    cursor_ms: 5,
+                    cursor_ms: Some(5),
                     ..Default::default()
                 },
             )
@@ -108,7 +108,7 @@ fn peek_respects_limits_and_position() {
             "s",
             &WindowCommit {
                 events,
-                cursor_ms: 1,
+                cursor_ms: Some(1),
                 ..Default::default()
             },
         )
@@ -135,7 +135,7 @@ fn seen_counts_are_pruned_per_source() {
             "x",
             &WindowCommit {
                 seen: seen.clone(),
-                cursor_ms: 20,
+                cursor_ms: Some(20),
                 ..Default::default()
             },
         )
@@ -145,7 +145,7 @@ fn seen_counts_are_pruned_per_source() {
             "y",
             &WindowCommit {
                 seen,
-                cursor_ms: 20,
+                cursor_ms: Some(20),
                 ..Default::default()
             },
         )
@@ -154,7 +154,7 @@ fn seen_counts_are_pruned_per_source() {
         .commit_window(
             "x",
             &WindowCommit {
-                cursor_ms: 30,
+                cursor_ms: Some(30),
                 prune_seen_before_ms: 15,
                 ..Default::default()
             },
