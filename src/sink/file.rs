@@ -135,3 +135,79 @@ impl Sink for FileSink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64, doc: &str) -> QueuedEvent {
+        QueuedEvent {
+            seq,
+            enqueued_ms: 0,
+            id: format!("id{seq}"),
+            doc: doc.as_bytes().to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn uncommitted_tail_is_cut_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out/events.ndjson");
+        let mut sink = FileSink::new(path.clone());
+        sink.open(None).await.unwrap();
+        let out = sink
+            .deliver(&[ev(1, "{\"a\":1}"), ev(2, "{\"a\":2}")])
+            .await
+            .unwrap();
+        let committed = out.checkpoint.clone().unwrap();
+        assert_eq!(
+            u64::from_le_bytes(committed.clone().try_into().unwrap()),
+            16
+        );
+        // A batch written but never acknowledged (the process died before the state commit).
+        sink.deliver(&[ev(3, "{\"a\":3}")]).await.unwrap();
+        drop(sink);
+        let mut restarted = FileSink::new(path.clone());
+        restarted.open(Some(committed)).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"a\":2}\n"
+        );
+        // The queue still holds entry 3: written again, exactly once.
+        restarted.deliver(&[ev(3, "{\"a\":3}")]).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn follows_rotation_by_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let mut sink = FileSink::new(path.clone());
+        sink.open(None).await.unwrap();
+        sink.deliver(&[ev(1, "one")]).await.unwrap();
+        std::fs::rename(&path, dir.path().join("events.ndjson.1")).unwrap();
+        let out = sink.deliver(&[ev(2, "two")]).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+        assert_eq!(out.checkpoint.unwrap(), 4u64.to_le_bytes().to_vec());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("events.ndjson.1")).unwrap(),
+            "one\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn shorter_file_than_committed_is_appended_to_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        std::fs::write(&path, "x\n").unwrap();
+        let mut sink = FileSink::new(path.clone());
+        sink.open(Some(100u64.to_le_bytes().to_vec()))
+            .await
+            .unwrap();
+        sink.deliver(&[ev(1, "y")]).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "x\ny\n");
+    }
+}

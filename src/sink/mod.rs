@@ -82,3 +82,6 @@ pub trait Sink: Send + 'static {
         batch: &[QueuedEvent],
     ) -> impl Future<Output = Result<BatchOutcome, SinkError>> + Send;
 }
+
+#[cfg(test)]
+mod worker_tests;
