@@ -255,6 +255,8 @@ pub enum SinkKind {
     File { path: PathBuf },
     /// NDJSON on standard output, for piping.
     Stdout,
+    /// Syslog over UDP, TCP or TLS (RFC 5424/3164; JSON, CEF or LEEF payloads).
+    Syslog(Box<crate::sink::syslog::SyslogConfig>),
 }
 
 impl SinkKind {
@@ -262,6 +264,7 @@ impl SinkKind {
         match self {
             SinkKind::File { .. } => "file",
             SinkKind::Stdout => "stdout",
+            SinkKind::Syslog(_) => "syslog",
         }
     }
 }
@@ -487,6 +490,9 @@ impl Config {
             }
             if s.batch_max_events == 0 {
                 return Err(err(key("batch_max_events"), "must be at least 1"));
+            }
+            if let SinkKind::Syslog(syslog) = &s.kind {
+                syslog.validate().map_err(|(k, p)| err(key(&k), &p))?;
             }
         }
         Ok(())

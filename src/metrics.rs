@@ -55,6 +55,7 @@ pub struct Metrics {
     pub sink_retries: Family<SinkLabel, Counter>,
     pub sink_failures: Family<SinkKindLabel, Counter>,
     pub sink_dead_lettered: Family<SinkLabel, Counter>,
+    pub sink_truncated: Family<SinkLabel, Counter>,
     pub queue_events: Family<SinkLabel, Gauge>,
     pub queue_bytes: Family<SinkLabel, Gauge>,
     pub queue_oldest_age: Family<SinkLabel, FloatGauge>,
@@ -89,6 +90,7 @@ impl Metrics {
             sink_retries: Family::default(),
             sink_failures: Family::default(),
             sink_dead_lettered: Family::default(),
+            sink_truncated: Family::default(),
             queue_events: Family::default(),
             queue_bytes: Family::default(),
             queue_oldest_age: Family::default(),
@@ -170,6 +172,11 @@ impl Metrics {
             "sink_dead_lettered",
             "Events moved to the dead-letter queue",
             m.sink_dead_lettered.clone(),
+        );
+        r.register(
+            "sink_truncated",
+            "Messages cut to the sink's size limit (syslog over UDP), delivered truncated",
+            m.sink_truncated.clone(),
         );
         r.register(
             "sink_queue_events",

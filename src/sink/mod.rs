@@ -8,6 +8,7 @@
 
 pub mod file;
 pub mod stdout;
+pub mod syslog;
 pub mod worker;
 
 use std::future::Future;
