@@ -6,7 +6,8 @@
 //!
 //! - Every header field is reduced to its RFC alphabet and length: PRINTUSASCII (33–126)
 //!   for RFC 5424 HOSTNAME (≤ 255), APP-NAME (≤ 48), PROCID (≤ 128) and MSGID (≤ 32);
-//!   `[A-Za-z0-9._-]` for RFC 3164 HOSTNAME and TAG (≤ 32). Any other character becomes `_`;
+//!   `[A-Za-z0-9._-]` for RFC 3164 HOSTNAME (≤ 255, starting and ending with a letter or
+//!   digit) and TAG (≤ 32). Any other character becomes `_`;
 //!   an empty field becomes the NILVALUE `-`.
 //! - SD-PARAM values escape `"`, `\` and `]` (RFC 5424 §6.3.3); control characters become
 //!   U+FFFD.
@@ -211,14 +212,7 @@ impl Encoder {
                     .unwrap_or_else(OffsetDateTime::now_utc)
                     .to_offset(time::UtcOffset::UTC);
                 let ts = rfc3164_time(ts);
-                // RFC 3164 has no NILVALUE: a missing host is written as the receiver would
-                // guess it anyway, "localhost".
-                let host = bsd_word(host.as_deref().unwrap_or("localhost"), 255);
-                let host = if host == "-" {
-                    "localhost".into()
-                } else {
-                    host
-                };
+                let host = bsd_hostname(host.as_deref().unwrap_or(""));
                 let tag = bsd_word(&self.app_name, 32);
                 format!("<{pri}>{ts} {host} {tag}: ")
             }
@@ -309,6 +303,19 @@ pub fn bsd_word(s: &str, max: usize) -> String {
         .take(max)
         .collect();
     if out.is_empty() { "-".into() } else { out }
+}
+
+/// An RFC 3164 HOSTNAME: [`bsd_word`], starting and ending with a letter or digit
+/// (receivers such as rsyslog take a word ending otherwise for the TAG). RFC 3164 has no
+/// NILVALUE, so nothing left becomes `localhost`, as a receiver would guess anyway.
+pub fn bsd_hostname(s: &str) -> String {
+    let word = bsd_word(s, 255);
+    let trimmed = word.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    if trimmed.is_empty() {
+        "localhost".into()
+    } else {
+        trimmed.to_owned()
+    }
 }
 
 /// Characters no payload or SD value may carry raw: every Unicode control character (C0,
@@ -519,6 +526,8 @@ mod tests {
             "wiki.example.com_8090"
         );
         assert_eq!(sd_param_value("a\u{2028}b"), "a\u{FFFD}b");
+        assert_eq!(bsd_hostname(" spaces around "), "spaces_around");
+        assert_eq!(bsd_hostname("🎉"), "localhost");
     }
 
     #[test]

@@ -214,6 +214,11 @@ impl SyslogSink {
 
     /// Write one batch on a stream connection. `Err` drops the connection.
     async fn write_stream(&mut self, buf: &[u8]) -> Result<(), SinkError> {
+        if self.conn.is_some() {
+            // Let the runtime's I/O driver look at the socket first, so that a hang-up that
+            // happened since the last batch is known to the probe below.
+            tokio::task::yield_now().await;
+        }
         if let Some(conn) = &mut self.conn
             && peer_hung_up(conn)
         {
