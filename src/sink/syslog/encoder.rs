@@ -5,7 +5,7 @@
 //! message, whatever the text:
 //!
 //! - Every header field is reduced to its RFC alphabet and length: PRINTUSASCII (33–126)
-//!   for RFC 5424 HOSTNAME (≤ 255), APP-NAME (≤ 48), PROCID (≤ 128) and MSGID (≤ 32);
+//!   for RFC 5424 HOSTNAME (≤ 255, not ending in `:`), APP-NAME (≤ 48), PROCID (≤ 128) and MSGID (≤ 32);
 //!   `[A-Za-z0-9._-]` for RFC 3164 HOSTNAME (≤ 255, starting and ending with a letter or
 //!   digit) and TAG (≤ 32). Any other character becomes `_`;
 //!   an empty field becomes the NILVALUE `-`.
@@ -200,7 +200,7 @@ impl Encoder {
         match self.format {
             SyslogFormat::Rfc5424 => {
                 let ts = ev.timestamp().map_or_else(|| "-".to_owned(), rfc5424_time);
-                let host = printable(host.as_deref().unwrap_or(""), 255);
+                let host = rfc5424_hostname(host.as_deref().unwrap_or(""));
                 let app = printable(&self.app_name, 48);
                 let msgid = printable(&ev.text("event.action").unwrap_or_default(), 32);
                 let sd = self.structured_data(ev);
@@ -287,6 +287,17 @@ pub fn printable(s: &str, max: usize) -> String {
         .take(max)
         .collect();
     if out.is_empty() { "-".into() } else { out }
+}
+
+/// An RFC 5424 HOSTNAME: [`printable`], at most 255 bytes, and not ending in `:` (loose
+/// parsers take `host:` for an RFC 3164 hostname or tag; no name or address ends so).
+pub fn rfc5424_hostname(s: &str) -> String {
+    let mut h = printable(s, 255);
+    if h.ends_with(':') {
+        h.pop();
+        h.push('_');
+    }
+    h
 }
 
 /// An RFC 3164 HOSTNAME or TAG: `[A-Za-z0-9._-]` only (others → `_`), at most `max` bytes.
@@ -528,6 +539,47 @@ mod tests {
         assert_eq!(sd_param_value("a\u{2028}b"), "a\u{FFFD}b");
         assert_eq!(bsd_hostname(" spaces around "), "spaces_around");
         assert_eq!(bsd_hostname("🎉"), "localhost");
+    }
+
+    proptest::proptest! {
+        /// An independent RFC 5424 parser (syslog_loose) reads back every header field and
+        /// the SD parameters, whatever text the event carries.
+        #[test]
+        fn rfc5424_parses_back_with_an_independent_parser(
+            action in "\\PC{0,40}|[\\\\\\]\" \n\r<>=|-]{0,20}",
+            host in "\\PC{0,40}|[\\\\\\]\" \n\r<>=|-]{0,20}",
+            id in "\\PC{0,40}|[\\\\\\]\" \n\r<>=|-]{0,20}",
+        ) {
+            let c = cfg("framing = \"lf\"");
+            let mut d = doc();
+            d["event"]["action"] = action.clone().into();
+            d["event"]["id"] = id.clone().into();
+            d["related"]["hosts"] = serde_json::json!([host.clone()]);
+            let s = encode(&c, &d);
+            let line = s.strip_suffix('\n').unwrap();
+            proptest::prop_assert!(!line.contains('\n') && !line.contains('\r'));
+            let m = syslog_loose::parse_message_with_year_exact(
+                line, |_| 2025, syslog_loose::Variant::RFC5424,
+            ).expect("parses as RFC 5424");
+            proptest::prop_assert_eq!(m.protocol, syslog_loose::Protocol::RFC5424(1));
+            let nil = |s: String| (s != "-").then_some(s);
+            proptest::prop_assert_eq!(m.hostname.map(str::to_owned), nil(rfc5424_hostname(&host)));
+            proptest::prop_assert_eq!(m.appname, Some("confluence-audit"));
+            proptest::prop_assert_eq!(m.msgid.map(str::to_owned), nil(printable(&action, 32)));
+            proptest::prop_assert_eq!(m.structured_data.len(), 1);
+            let sd = &m.structured_data[0];
+            proptest::prop_assert_eq!(sd.id, "caf@32473");
+            let params: Vec<(String, String)> =
+                sd.params().map(|(k, v)| (k.to_string(), v)).collect();
+            let clean = |s: &str| -> String {
+                s.chars().map(|c| if is_line_breaking(c) { '\u{FFFD}' } else { c }).collect()
+            };
+            if !id.is_empty() {
+                proptest::prop_assert_eq!(&params[0], &("id".to_owned(), clean(&id)));
+            }
+            let back: Value = serde_json::from_str(m.msg).expect("payload is the JSON doc");
+            proptest::prop_assert_eq!(back, d);
+        }
     }
 
     #[test]

@@ -332,7 +332,7 @@ impl Sink for SyslogSink {
         let Some(Connection::Udp(sock)) = &self.conn else {
             unreachable!("a UDP sink only opens UDP sockets")
         };
-        for (n, &(i, start, end)) in frames.iter().enumerate() {
+        for (n, &(_, start, end)) in frames.iter().enumerate() {
             if let Err(e) = sock.send(&buf[start..end]).await {
                 // An ICMP "port unreachable" for an earlier datagram surfaces here. What was
                 // sent counts as delivered; the rest is retried after a backoff.
@@ -344,7 +344,6 @@ impl Sink for SyslogSink {
                 for &(j, _, _) in &frames[n..] {
                     results[j] = Delivery::Retry(reason.clone());
                 }
-                let _ = i;
                 break;
             }
         }
