@@ -574,3 +574,129 @@ async fn a_document_that_is_not_json_is_rejected_and_the_rest_delivered() {
             .all(|m| !m["raw"].as_str().unwrap().contains("injected"))
     );
 }
+
+/// The generic worker drives the syslog sink from a real durable queue: the receiver is
+/// down at first (open fails and is retried with backoff), then comes up; every queued
+/// event arrives exactly once and the queue empties.
+// Multi-threaded: the waits on rsyslog's output block their thread while the worker runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_waits_for_a_late_receiver_and_delivers_every_queued_event_once() {
+    use confluence_audit_forwarder::sink::worker::{
+        self, RunMode, SinkStatus, WorkerContext, WorkerSettings,
+    };
+    use confluence_audit_forwarder::state::{NewEvent, Store, WindowCommit};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::generate(dir.path());
+    let store = Store::open(&dir.path().join("state"), &["siem".to_owned()]).unwrap();
+    let hostile = hostile_values();
+    let docs: Vec<Value> = (0..300)
+        .map(|i| {
+            let id = format!("{i:032x}");
+            if i % 10 == 0 {
+                hostile_doc(&id, &hostile[(i / 10) % hostile.len()], i % 20 == 0)
+            } else {
+                clean_doc(&id)
+            }
+        })
+        .collect();
+    store
+        .commit_window(
+            "wiki",
+            &WindowCommit {
+                events: docs
+                    .iter()
+                    .map(|d| NewEvent {
+                        id: d["event"]["id"].as_str().unwrap().to_owned(),
+                        doc: serde_json::to_vec(d).unwrap(),
+                    })
+                    .collect(),
+                cursor_ms: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+
+    let port = syslog_support::free_port();
+    let metrics = Arc::new(Metrics::new());
+    let cfg = sink_config(&format!(
+        "address = \"tls://127.0.0.1:{port}\"\napp_name = \"caf-worker\"\ntimeout = \"5s\"\n[tls]\nca_file = \"{}\"\nserver_name = \"{SERVER_NAME}\"\n",
+        certs.ca.display()
+    ));
+    let sink = SyslogSink::new("siem".into(), cfg, metrics.clone()).unwrap();
+    let (mode_tx, mode_rx) = tokio::sync::watch::channel(RunMode::Run);
+    let ctx = WorkerContext {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        queued: Arc::new(tokio::sync::Notify::new()),
+        mode: mode_rx,
+    };
+    let settings = WorkerSettings {
+        max_events: 64,
+        max_bytes: 1 << 20,
+        flush_interval: Duration::from_millis(20),
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+    };
+    let status = Arc::new(SinkStatus::default());
+    let worker = tokio::spawn(worker::run(
+        "siem".into(),
+        sink,
+        settings,
+        ctx,
+        status.clone(),
+    ));
+
+    // Nothing listens yet: the worker must be failing, with everything still queued.
+    let started = std::time::Instant::now();
+    while status.failing().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "worker never tried to connect"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.queue_stats("siem").unwrap().events, 300);
+
+    let rsyslog = Rsyslog::start_on(
+        Input::Tls {
+            certs: certs.clone(),
+            client_auth: false,
+        },
+        port,
+    );
+    let messages = rsyslog.wait_for("300 messages", |ms| ms.len() >= 300);
+    let started = std::time::Instant::now();
+    while store.queue_stats("siem").unwrap().events > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "queue never emptied"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    mode_tx.send_replace(RunMode::Stop);
+    worker.await.unwrap();
+
+    assert_eq!(messages.len(), 300);
+    let mut ids: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            let v: Value = serde_json::from_str(m["msg"].as_str().unwrap()).expect("JSON payload");
+            v["event"]["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 300, "every event exactly once");
+    assert!(status.failing().is_none());
+    let text = metrics.render();
+    assert!(
+        text.contains("caf_sink_delivered_total{sink=\"siem\"} 300"),
+        "{text}"
+    );
+    assert!(
+        text.contains("caf_sink_failures_total{sink=\"siem\",kind=\"connect\"}"),
+        "{text}"
+    );
+}

@@ -175,12 +175,11 @@ impl Rsyslog {
         std::fs::read_to_string(self.dir.path().join("rsyslogd.log")).unwrap_or_default()
     }
 
+    /// Complete lines only: rsyslog may be in the middle of writing the last one.
     fn raw_lines(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("out.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        let text = std::fs::read_to_string(self.dir.path().join("out.jsonl")).unwrap_or_default();
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        complete.lines().map(str::to_owned).collect()
     }
 
     /// Every message rsyslog wrote (probes left out), one JSON object each.
