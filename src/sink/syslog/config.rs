@@ -268,6 +268,9 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 /// Default UDP message limit: rsyslog's default `maxMessageSize` is 8 KiB.
 pub const DEFAULT_UDP_MAX_MESSAGE_BYTES: usize = 8192;
 
+/// The largest UDP payload over IPv4.
+pub const MAX_UDP_MESSAGE_BYTES: usize = 65_507;
+
 /// The smallest message every receiver must accept (RFC 5426 §3.2).
 pub const MIN_MAX_MESSAGE_BYTES: usize = 480;
 
@@ -344,6 +347,16 @@ impl SyslogConfig {
             return fail(
                 "max_message_bytes",
                 format!("must be at least {MIN_MAX_MESSAGE_BYTES} (RFC 5426)"),
+            );
+        }
+        if endpoint.transport == Transport::Udp
+            && self
+                .max_message_bytes
+                .is_some_and(|m| m > MAX_UDP_MESSAGE_BYTES)
+        {
+            return fail(
+                "max_message_bytes",
+                format!("at most {MAX_UDP_MESSAGE_BYTES} for udp:// (the largest UDP datagram)"),
             );
         }
         if self.timeout.is_zero() {
@@ -458,6 +471,10 @@ batch_max_events = 10
             ),
             (
                 "address = \"tcp://x:1\"\nmax_message_bytes = 100",
+                "sink[0].max_message_bytes",
+            ),
+            (
+                "address = \"udp://x:1\"\nmax_message_bytes = 70000",
                 "sink[0].max_message_bytes",
             ),
             (
