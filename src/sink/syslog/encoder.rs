@@ -5,7 +5,8 @@
 //! message, whatever the text:
 //!
 //! - Every header field is reduced to its RFC alphabet and length: PRINTUSASCII (33–126)
-//!   for RFC 5424 HOSTNAME (≤ 255, not ending in `:`), APP-NAME (≤ 48), PROCID (≤ 128) and MSGID (≤ 32);
+//!   for RFC 5424 HOSTNAME (≤ 255), APP-NAME (≤ 48), PROCID (≤ 128) and MSGID (≤ 32), none
+//!   ending in `:`;
 //!   `[A-Za-z0-9._-]` for RFC 3164 HOSTNAME (≤ 255, starting and ending with a letter or
 //!   digit) and TAG (≤ 32). Any other character becomes `_`;
 //!   an empty field becomes the NILVALUE `-`.
@@ -200,9 +201,9 @@ impl Encoder {
         match self.format {
             SyslogFormat::Rfc5424 => {
                 let ts = ev.timestamp().map_or_else(|| "-".to_owned(), rfc5424_time);
-                let host = rfc5424_hostname(host.as_deref().unwrap_or(""));
-                let app = printable(&self.app_name, 48);
-                let msgid = printable(&ev.text("event.action").unwrap_or_default(), 32);
+                let host = rfc5424_field(host.as_deref().unwrap_or(""), 255);
+                let app = rfc5424_field(&self.app_name, 48);
+                let msgid = rfc5424_field(&ev.text("event.action").unwrap_or_default(), 32);
                 let sd = self.structured_data(ev);
                 format!("<{pri}>1 {ts} {host} {app} - {msgid} {sd} ")
             }
@@ -289,10 +290,10 @@ pub fn printable(s: &str, max: usize) -> String {
     if out.is_empty() { "-".into() } else { out }
 }
 
-/// An RFC 5424 HOSTNAME: [`printable`], at most 255 bytes, and not ending in `:` (loose
+/// An RFC 5424 HOSTNAME, APP-NAME or MSGID: [`printable`], and not ending in `:` (loose
 /// parsers take `host:` for an RFC 3164 hostname or tag; no name or address ends so).
-pub fn rfc5424_hostname(s: &str) -> String {
-    let mut h = printable(s, 255);
+pub fn rfc5424_field(s: &str, max: usize) -> String {
+    let mut h = printable(s, max);
     if h.ends_with(':') {
         h.pop();
         h.push('_');
@@ -563,9 +564,9 @@ mod tests {
             ).expect("parses as RFC 5424");
             proptest::prop_assert_eq!(m.protocol, syslog_loose::Protocol::RFC5424(1));
             let nil = |s: String| (s != "-").then_some(s);
-            proptest::prop_assert_eq!(m.hostname.map(str::to_owned), nil(rfc5424_hostname(&host)));
+            proptest::prop_assert_eq!(m.hostname.map(str::to_owned), nil(rfc5424_field(&host, 255)));
             proptest::prop_assert_eq!(m.appname, Some("confluence-audit"));
-            proptest::prop_assert_eq!(m.msgid.map(str::to_owned), nil(printable(&action, 32)));
+            proptest::prop_assert_eq!(m.msgid.map(str::to_owned), nil(rfc5424_field(&action, 32)));
             proptest::prop_assert_eq!(m.structured_data.len(), 1);
             let sd = &m.structured_data[0];
             proptest::prop_assert_eq!(sd.id, "caf@32473");
