@@ -61,6 +61,10 @@ enum Command {
         #[arg(long)]
         forward_secrets_plaintext: bool,
     },
+    /// Serve the Confluence audit API simulator standalone.
+    Simulate(crate::simulate::SimulateOptions),
+    /// Simulator in-process → daemon → stdout and a file, then a summary (no Confluence needed).
+    Demo(crate::demo::DemoOptions),
     /// Inspect or replay a sink's dead-letter queue.
     Dlq {
         #[command(subcommand)]
@@ -170,6 +174,16 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             normalize_stdin(api, &opts)
         }
         Command::Dlq { action } => dlq(action),
+        Command::Simulate(opts) => {
+            init_logging(LogFormat::Text, "info");
+            runtime()?.block_on(crate::simulate::serve_forever(opts))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(opts) => {
+            init_logging(LogFormat::Text, "warn");
+            runtime()?.block_on(crate::demo::run(opts))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -295,6 +295,11 @@ pub enum Exit {
     Reload,
 }
 
+/// Wait for SIGTERM or SIGINT (SIGHUP is ignored here).
+pub async fn wait_for_stop() {
+    while signal().await != Exit::Stop {}
+}
+
 async fn signal() -> Exit {
     use tokio::signal::unix::{SignalKind, signal};
     let wait = |kind: SignalKind| async move {

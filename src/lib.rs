@@ -22,6 +22,7 @@
 //! - [`config`]: the TOML configuration, environment overrides, secrets and validation.
 //! - [`daemon`]: wires sources, state and sink workers together for `run` and `once`.
 //! - [`metrics`] and [`server`]: Prometheus metrics, `/healthz` and `/readyz`.
+//! - [`demo`]: simulator → daemon → stdout and a file, in one command.
 //! - [`cli`]: the command line (`run`, `once`, `check-config`, `normalize`, `simulate`, `demo`).
 //!
 //! The invariant everything else serves: a record is either still to be fetched (the cursor
@@ -32,6 +33,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod metrics;
 pub mod normalize;
 pub mod server;
