@@ -74,7 +74,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         Daemon::open(config)?.run(Duration::from_secs(10)).await?;
     } else {
         let report = Daemon::open(config)?.once(Duration::from_secs(30)).await?;
-        for e in report.source_errors.iter().chain(&report.undelivered) {
+        if let Some(e) = report.source_errors.iter().chain(&report.undelivered).next() {
             anyhow::bail!("demo failed: {e}");
         }
     }
@@ -155,7 +155,7 @@ fn summarize(events_file: &Path, elapsed: Duration) -> anyhow::Result<()> {
         other.len()
     );
     let mut top: Vec<_> = other.into_iter().collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1));
+    top.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     for (action, n) in top.iter().take(8) {
         eprintln!("    {n:>6}  {action}");
     }
