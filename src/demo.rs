@@ -74,7 +74,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         Daemon::open(config)?.run(Duration::from_secs(10)).await?;
     } else {
         let report = Daemon::open(config)?.once(Duration::from_secs(30)).await?;
-        if let Some(e) = report.source_errors.iter().chain(&report.undelivered).next() {
+        if let Some(e) = report
+            .source_errors
+            .iter()
+            .chain(&report.undelivered)
+            .next()
+        {
             anyhow::bail!("demo failed: {e}");
         }
     }

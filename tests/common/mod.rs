@@ -106,7 +106,10 @@ pub fn ids_in_file(path: &Path) -> BTreeMap<String, usize> {
 
 /// The multiset of `event.id`s the daemon must produce for `records` (one API's rendering of
 /// the ground truth): count-aware, exactly as the poller numbers identical records.
-pub fn expected_ids<'a>(api: Api, records: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, usize> {
+pub fn expected_ids<'a>(
+    api: Api,
+    records: impl IntoIterator<Item = &'a str>,
+) -> BTreeMap<String, usize> {
     let mut occurrences = std::collections::HashMap::new();
     let mut out = BTreeMap::new();
     for raw in records {
@@ -114,7 +117,8 @@ pub fn expected_ids<'a>(api: Api, records: impl IntoIterator<Item = &'a str>) ->
         let n = occurrences
             .entry((r.timestamp_ms(), r.content_hash()))
             .or_insert(0u32);
-        *out.entry(normalize::event_id(&r.content_hash(), *n)).or_default() += 1;
+        *out.entry(normalize::event_id(&r.content_hash(), *n))
+            .or_default() += 1;
         *n += 1;
     }
     out
@@ -154,7 +158,10 @@ pub fn diff(expected: &BTreeMap<String, usize>, got: &BTreeMap<String, usize>) -
 pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let started = Instant::now();
     while !f() {
-        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -188,27 +195,42 @@ impl Scratch {
                 s.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
             }
         }
-        let tail: String = s.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        let tail: String = s
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
         tail
     }
 }
 
-/// A source section for a daemon config.
+/// A source section for a daemon config; keys in `extra` replace the test defaults.
 pub fn source_toml(name: &str, url: &str, api: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[source]]
-name = "{name}"
-url = "{url}"
-api = "{api}"
-poll_interval = "200ms"
-lag = "0s"
-overlap = "10m"
-start_at = "beginning"
-page_size = 100
-slice_max_records = 5000
-max_backoff = "500ms"
-{extra}
-"#
-    )
+    let defaults = [
+        ("poll_interval", "\"200ms\""),
+        ("lag", "\"0s\""),
+        ("overlap", "\"10m\""),
+        ("start_at", "\"beginning\""),
+        ("page_size", "100"),
+        ("slice_max_records", "5000"),
+        ("max_backoff", "\"500ms\""),
+    ];
+    let overridden = |key: &str| {
+        extra
+            .lines()
+            .any(|l| l.split('=').next().is_some_and(|k| k.trim() == key))
+    };
+    let mut out = format!("\n[[source]]\nname = \"{name}\"\nurl = \"{url}\"\napi = \"{api}\"\n");
+    for (key, value) in defaults {
+        if !overridden(key) {
+            out.push_str(&format!("{key} = {value}\n"));
+        }
+    }
+    out.push_str(extra);
+    out.push('\n');
+    out
 }
