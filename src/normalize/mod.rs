@@ -3,14 +3,21 @@
 //!
 //! It exists apart from the poller so that the mapping is a pure function: testable against
 //! fixtures field by field, benchmarkable, and usable from the `normalize` subcommand.
+//! [`record`] reads the shapes (borrowing, typed), [`hash`] gives a record its identity,
+//! [`action`] holds the mapping tables, [`mask`] hides matched secrets, [`ecs`] writes.
 //!
-//! INTERFACE CONTRACT (other modules depend on it; the implementation behind it may change):
 //! - [`Api`] names the record shape.
 //! - [`parse_record`] borrows the raw JSON text and fails with an error naming the field.
 //! - [`Record::timestamp_ms`] and [`Record::content_hash`] drive windowing and dedupe.
 //! - [`event_id`] combines the content hash with the occurrence index (count-aware dedupe).
 //! - [`write_ecs`] appends one ECS JSON document (no trailing newline) to `out`.
 //! - [`split_input`] splits stdin-style input (NDJSON or a whole API page) into records.
+
+pub mod action;
+pub mod ecs;
+mod hash;
+pub mod mask;
+pub mod record;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -90,10 +97,16 @@ pub enum NormalizeError {
         field: &'static str,
         problem: String,
     },
+    #[error("{} record field `{path}`: {problem}", api.as_str())]
+    Invalid {
+        api: Api,
+        path: String,
+        problem: String,
+    },
 }
 
-/// Content hash of the canonical record: equal for the same record fetched twice, whatever the
-/// key order or the API round trip.
+/// Content hash of the canonical record: equal for the same record fetched twice, whatever
+/// the key order or the escaping of its JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContentHash(pub [u8; 16]);
 
@@ -104,6 +117,10 @@ pub struct EventMeta {
     pub known_action: bool,
     /// `event.kind` is `alert`.
     pub alert: bool,
+    /// Written by Soteri Security for Confluence.
+    pub soteri: bool,
+    /// An "Audit Log search performed" event (the poller causes these).
+    pub self_generated: bool,
 }
 
 /// One parsed record, borrowing the raw text.
@@ -111,75 +128,41 @@ pub struct EventMeta {
 pub struct Record<'a> {
     api: Api,
     raw: &'a str,
-    value: Value,
-    timestamp_ms: i64,
+    fields: record::Fields<'a>,
 }
 
-/// Parse one record of shape `api`.
+/// Parse one record of shape `api`. Errors name the field at fault.
 pub fn parse_record(api: Api, raw: &str) -> Result<Record<'_>, NormalizeError> {
-    let value: Value = serde_json::from_str(raw)?;
-    let timestamp_ms = match api {
-        Api::Legacy | Api::Cloud => {
-            value
-                .get("creationDate")
-                .and_then(Value::as_i64)
-                .ok_or(NormalizeError::Field {
-                    field: "creationDate",
-                    problem: "missing or not an integer".into(),
-                })?
-        }
-        Api::Auditing => {
-            let s =
-                value
-                    .get("timestamp")
-                    .and_then(Value::as_str)
-                    .ok_or(NormalizeError::Field {
-                        field: "timestamp",
-                        problem: "missing or not a string".into(),
-                    })?;
-            let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                .map_err(|e| NormalizeError::Field {
-                    field: "timestamp",
-                    problem: e.to_string(),
-                })?;
-            (t.unix_timestamp_nanos() / 1_000_000) as i64
-        }
-        Api::File => {
-            let ts = value.get("timestamp").ok_or(NormalizeError::Field {
-                field: "timestamp",
-                problem: "missing".into(),
-            })?;
-            let s = ts.get("epochSecond").and_then(Value::as_i64).unwrap_or(0);
-            let n = ts.get("nano").and_then(Value::as_i64).unwrap_or(0);
-            s * 1000 + n / 1_000_000
-        }
-    };
     Ok(Record {
         api,
         raw,
-        value,
-        timestamp_ms,
+        fields: record::parse(api, raw)?,
     })
 }
 
-impl Record<'_> {
+impl<'a> Record<'a> {
     pub fn api(&self) -> Api {
         self.api
     }
-    pub fn raw(&self) -> &str {
+    pub fn raw(&self) -> &'a str {
         self.raw
     }
-    /// The record's time, epoch milliseconds (file records: nanoseconds truncated).
+    /// The record's time, epoch milliseconds (file records: sub-millisecond part dropped).
     pub fn timestamp_ms(&self) -> i64 {
-        self.timestamp_ms
+        self.fields.ts_ms
     }
     pub fn content_hash(&self) -> ContentHash {
-        // serde_json's default map is sorted, so this serialization is canonical.
-        let canonical = serde_json::to_vec(&self.value).unwrap_or_default();
-        let h = blake3::hash(&canonical);
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&h.as_bytes()[..16]);
-        ContentHash(out)
+        hash::content_hash(&self.fields)
+    }
+    /// An "Audit Log search performed" event, which polling the DC API itself causes.
+    pub fn is_self_generated(&self) -> bool {
+        action::resolve(&self.fields)
+            .mapping
+            .is_some_and(|m| m.action == "audit-log-searched")
+    }
+    /// The parsed fields.
+    pub fn fields(&self) -> &record::Fields<'a> {
+        &self.fields
     }
 }
 
@@ -192,7 +175,8 @@ pub fn event_id(hash: &ContentHash, occurrence: u32) -> String {
     hex::encode(&h.finalize().as_bytes()[..16])
 }
 
-/// Append the ECS document for `record` to `out`. `created` is `event.created` (RFC 3339).
+/// Append the ECS document for `record` (the `occurrence`-th identical record in its
+/// millisecond) to `out`. `created` is `event.created` (RFC 3339).
 pub fn write_ecs(
     record: &Record<'_>,
     occurrence: u32,
@@ -200,25 +184,8 @@ pub fn write_ecs(
     opts: &NormalizeOptions,
     out: &mut Vec<u8>,
 ) -> Result<EventMeta, NormalizeError> {
-    let ts =
-        time::OffsetDateTime::from_unix_timestamp_nanos(record.timestamp_ms as i128 * 1_000_000)
-            .map_err(|e| NormalizeError::Field {
-                field: "timestamp",
-                problem: e.to_string(),
-            })?;
-    let doc = serde_json::json!({
-        "@timestamp": ts.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-        "event": {"id": event_id(&record.content_hash(), occurrence), "created": created,
-                  "kind": "event", "module": "confluence", "dataset": "confluence.audit"},
-        "data_stream": {"type": "logs", "dataset": "confluence.audit", "namespace": opts.namespace},
-        "ecs": {"version": "9.4.0"},
-        "confluence": {"audit": {"raw": record.value}},
-    });
-    serde_json::to_writer(&mut *out, &doc)?;
-    Ok(EventMeta {
-        known_action: false,
-        alert: false,
-    })
+    let id = event_id(&record.content_hash(), occurrence);
+    ecs::write(&record.fields, record.raw, &id, created, opts, out)
 }
 
 /// Split stdin-style input into raw records: NDJSON (one record per line) or one whole API
@@ -228,14 +195,12 @@ pub fn split_input(api: Api, input: &str) -> Result<Vec<String>, NormalizeError>
     if trimmed.starts_with('{')
         && let Ok(Value::Object(map)) = serde_json::from_str::<Value>(trimmed)
     {
-        {
-            let key = match api {
-                Api::Legacy | Api::Cloud => "results",
-                Api::Auditing | Api::File => "entities",
-            };
-            if let Some(Value::Array(items)) = map.get(key) {
-                return Ok(items.iter().map(|v| v.to_string()).collect());
-            }
+        let key = match api {
+            Api::Legacy | Api::Cloud => "results",
+            Api::Auditing | Api::File => "entities",
+        };
+        if let Some(Value::Array(items)) = map.get(key) {
+            return Ok(items.iter().map(|v| v.to_string()).collect());
         }
     }
     Ok(input
