@@ -258,3 +258,28 @@ fn bad_credentials_fail_loudly_and_move_nothing() {
     let store = Store::open(&scratch.path("state"), &["archive".to_owned()]).unwrap();
     assert!(!store.cursor("wiki").unwrap().unwrap().started);
 }
+
+#[test]
+fn a_cursor_older_than_retention_is_reported_as_a_gap() {
+    let c = Confluence::with_history(
+        SimConfig {
+            retention: (1, "DAYS"),
+            ..SimConfig::default()
+        },
+        50,
+    );
+    let scratch = Scratch::new();
+    let cfg = config(&scratch, &c.url, Api::Legacy, "");
+    let first = run_once(&cfg);
+    assert!(!first.contains("GAP"), "{first}");
+    // The forwarder was away for two days.
+    {
+        let store = Store::open(&scratch.path("state"), &["archive".to_owned()]).unwrap();
+        let mut state = store.cursor("wiki").unwrap().unwrap();
+        assert!(state.caught_up);
+        state.cursor_ms = c.sim.now_ms() - 2 * 86_400_000;
+        store.init_cursor("wiki", state).unwrap();
+    }
+    let second = run_once(&cfg);
+    assert!(second.contains("GAP"), "{second}");
+}

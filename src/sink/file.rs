@@ -70,7 +70,7 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
-    async fn open(&mut self, checkpoint: Option<Vec<u8>>) -> Result<(), SinkError> {
+    async fn open(&mut self, checkpoint: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, SinkError> {
         self.open_file()?;
         let committed = checkpoint
             .as_deref()
@@ -96,9 +96,12 @@ impl Sink for FileSink {
                     "file is shorter than what was written to it (rotated or truncated); appending"
                 );
             }
-            _ => {}
+            Some(_) => {}
+            // First start: record where the file begins, before anything is written, so
+            // that a crash before the first acknowledgement can be cut back to it.
+            None => return Ok(Some(self.len.to_le_bytes().to_vec())),
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn deliver(&mut self, batch: &[QueuedEvent]) -> Result<BatchOutcome, SinkError> {
@@ -179,6 +182,20 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n"
         );
+    }
+
+    #[tokio::test]
+    async fn crash_before_the_first_acknowledgement_is_cut_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        std::fs::write(&path, "old\n").unwrap();
+        let mut sink = FileSink::new(path.clone());
+        let initial = sink.open(None).await.unwrap().expect("a starting point");
+        sink.deliver(&[ev(1, "new")]).await.unwrap();
+        drop(sink); // killed before the acknowledgement
+        let mut restarted = FileSink::new(path.clone());
+        assert_eq!(restarted.open(Some(initial)).await.unwrap(), None);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
     }
 
     #[tokio::test]

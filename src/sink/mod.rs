@@ -71,11 +71,12 @@ impl SinkError {
 /// Futures must be `Send`: each sink runs in its own task.
 pub trait Sink: Send + 'static {
     /// Get ready (connect, check credentials, repair a torn file). `checkpoint` is what
-    /// this sink returned with its last acknowledged batch.
+    /// this sink returned with its last acknowledged batch. A returned checkpoint is stored
+    /// before the first delivery (the file sink records where its file started).
     fn open(
         &mut self,
         checkpoint: Option<Vec<u8>>,
-    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, SinkError>> + Send;
 
     /// Deliver `batch` (oldest first). `Ok` must hold one [`Delivery`] per document.
     fn deliver(

@@ -11,8 +11,8 @@ use super::{BatchOutcome, QueuedEvent, Sink, SinkError};
 pub struct StdoutSink;
 
 impl Sink for StdoutSink {
-    async fn open(&mut self, _checkpoint: Option<Vec<u8>>) -> Result<(), SinkError> {
-        Ok(())
+    async fn open(&mut self, _checkpoint: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, SinkError> {
+        Ok(None)
     }
 
     async fn deliver(&mut self, batch: &[QueuedEvent]) -> Result<BatchOutcome, SinkError> {

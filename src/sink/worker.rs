@@ -124,7 +124,24 @@ pub async fn run<S: Sink>(
             }
         };
         match sink.open(checkpoint).await {
-            Ok(()) => {
+            Ok(initial) => {
+                if let Some(cp) = initial {
+                    let stored = blocking(&ctx.store, {
+                        let name = name.clone();
+                        move |s| s.ack(&name, &[], &[], Some(&cp))
+                    })
+                    .await;
+                    if let Err(e) = stored {
+                        tracing::error!(error = %e, "cannot store the sink's starting point");
+                        status.fail(e.to_string());
+                        if sleep_or_stop(&mut mode, delays.next().unwrap_or(settings.max_backoff))
+                            .await
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                }
                 tracing::info!("sink ready");
                 break;
             }

@@ -18,8 +18,8 @@ struct ScriptedSink {
 }
 
 impl Sink for ScriptedSink {
-    async fn open(&mut self, _: Option<Vec<u8>>) -> Result<(), SinkError> {
-        Ok(())
+    async fn open(&mut self, _: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, SinkError> {
+        Ok(None)
     }
     async fn deliver(&mut self, batch: &[QueuedEvent]) -> Result<BatchOutcome, SinkError> {
         self.seen

@@ -209,6 +209,7 @@ impl Source {
                     cursor_ms: floor,
                     floor_ms: floor,
                     started: false,
+                    caught_up: false,
                 };
                 blocking(&self.store, {
                     let name = name.clone();
@@ -306,6 +307,9 @@ impl Source {
                     progress.log(slice.to_ms, report.events_new);
                 }
             }
+        }
+        if !cursor.caught_up {
+            blocking(&self.store, move |s| s.mark_caught_up(&name)).await?;
         }
         Ok(report)
     }

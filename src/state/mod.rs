@@ -74,6 +74,10 @@ pub struct CursorState {
     pub floor_ms: i64,
     /// Whether any window has been committed yet (the first one starts at `floor_ms`).
     pub started: bool,
+    /// Whether a whole window was ever read to its end: from then on, a cursor older than
+    /// Confluence's retention means records were lost while we were away (a gap).
+    #[serde(default)]
+    pub caught_up: bool,
 }
 
 /// A new event found in a window: its key for deduplication and its document.
@@ -178,6 +182,25 @@ impl Store {
         Ok(())
     }
 
+    /// Record that a whole window was read (see [`CursorState::caught_up`]).
+    pub fn mark_caught_up(&self, source: &str) -> Result<(), StateError> {
+        let tx = self.inner.db.begin_write()?;
+        {
+            let mut table = tx.open_table(CURSORS)?;
+            let current = table
+                .get(source)?
+                .map(|v| serde_json::from_slice::<CursorState>(v.value()));
+            if let Some(Ok(mut state)) = current
+                && !state.caught_up
+            {
+                state.caught_up = true;
+                table.insert(source, encode_cursor(&state).as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Seen-counts of records in `[from_ms, to_ms]`.
     pub fn seen_counts(
         &self,
@@ -213,6 +236,7 @@ impl Store {
                     cursor_ms: 0,
                     floor_ms: 0,
                     started: false,
+                    caught_up: false,
                 },
             };
             let mut state = current;

@@ -276,7 +276,7 @@ fn peer_hung_up(conn: &mut Connection) -> bool {
 }
 
 impl Sink for SyslogSink {
-    async fn open(&mut self, _checkpoint: Option<Vec<u8>>) -> Result<(), SinkError> {
+    async fn open(&mut self, _checkpoint: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, SinkError> {
         if self.endpoint.transport == Transport::Tls && self.tls.is_none() {
             let config = tls_client_config(&self.cfg.tls)
                 .map_err(|e| SinkError::new("tls", e.to_string()))?;
@@ -285,7 +285,7 @@ impl Sink for SyslogSink {
             self.tls = Some((TlsConnector::from(Arc::new(config)), name));
         }
         self.conn = Some(self.connect().await?);
-        Ok(())
+        Ok(None)
     }
 
     async fn deliver(&mut self, batch: &[QueuedEvent]) -> Result<BatchOutcome, SinkError> {
