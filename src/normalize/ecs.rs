@@ -530,9 +530,7 @@ pub fn write(
             .map(str::trim)
             .find_map(|p| p.parse::<IpAddr>().ok())
     });
-    let host = text(&f.system)
-        .and_then(|s| url::Url::parse(s).ok())
-        .and_then(|u| u.host_str().map(str::to_owned));
+    let host = text(&f.system).and_then(host_of);
 
     let mut related = Related::default();
     for u in [&user.name, &user.target.name, &user.changes.name]
@@ -709,6 +707,19 @@ fn masked_original<'a>(f: &Fields<'_>, raw: &'a str, plaintext: bool) -> S<'a> {
         out = Cow::Owned(out.replace(inner, &masked[1..masked.len() - 1]));
     }
     out
+}
+
+/// `http://user@wiki.example.com:8090/x` → `wiki.example.com` (IPv6 without brackets).
+fn host_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        host_port.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
 fn extension(name: &str) -> Option<String> {

@@ -24,8 +24,12 @@ const MARKERS: &[&str] = &[
 
 /// Does a field of this name carry matched sensitive text?
 pub fn is_sensitive_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    MARKERS.iter().any(|m| lower.contains(m))
+    let bytes = name.as_bytes();
+    MARKERS.iter().any(|m| {
+        bytes
+            .windows(m.len())
+            .any(|w| w.eq_ignore_ascii_case(m.as_bytes()))
+    })
 }
 
 /// The masked form of `value`.

@@ -129,6 +129,7 @@ pub struct Record<'a> {
     api: Api,
     raw: &'a str,
     fields: record::Fields<'a>,
+    hash: std::cell::OnceCell<ContentHash>,
 }
 
 /// Parse one record of shape `api`. Errors name the field at fault.
@@ -137,6 +138,7 @@ pub fn parse_record(api: Api, raw: &str) -> Result<Record<'_>, NormalizeError> {
         api,
         raw,
         fields: record::parse(api, raw)?,
+        hash: std::cell::OnceCell::new(),
     })
 }
 
@@ -152,7 +154,7 @@ impl<'a> Record<'a> {
         self.fields.ts_ms
     }
     pub fn content_hash(&self) -> ContentHash {
-        hash::content_hash(&self.fields)
+        *self.hash.get_or_init(|| hash::content_hash(&self.fields))
     }
     /// An "Audit Log search performed" event, which polling the DC API itself causes.
     pub fn is_self_generated(&self) -> bool {
@@ -167,8 +169,12 @@ impl<'a> Record<'a> {
 }
 
 /// `event.id`: the content hash plus the occurrence index among identical records in one
-/// millisecond, as 32 lowercase hex digits.
+/// millisecond, as 32 lowercase hex digits. The first occurrence is the hash itself; the
+/// n-th twin hashes the hash with n.
 pub fn event_id(hash: &ContentHash, occurrence: u32) -> String {
+    if occurrence == 0 {
+        return hex::encode(hash.0);
+    }
     let mut h = blake3::Hasher::new();
     h.update(&hash.0);
     h.update(&occurrence.to_le_bytes());
