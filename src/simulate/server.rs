@@ -57,8 +57,22 @@ async fn auditing(State(sim): State<Simulator>, headers: HeaderMap, Query(q): Pa
     guarded(&sim, &headers, |sim| entity_page(sim, &q)).await
 }
 
-/// Auth, then faults, then the handler; a truncation fault cuts the handler's body.
+/// Auth, then faults, then the handler; a truncation fault cuts the handler's body. The
+/// `Date` header is the simulator's clock, skew included, as a real server's would be.
 async fn guarded(
+    sim: &Simulator,
+    headers: &HeaderMap,
+    handler: impl FnOnce(&Simulator) -> Result<String, (StatusCode, String)>,
+) -> Response {
+    let mut response = answer(sim, headers, handler).await;
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_millis(sim.now_ms().max(0) as u64);
+    if let Ok(v) = httpdate::fmt_http_date(now).parse() {
+        response.headers_mut().insert(header::DATE, v);
+    }
+    response
+}
+
+async fn answer(
     sim: &Simulator,
     headers: &HeaderMap,
     handler: impl FnOnce(&Simulator) -> Result<String, (StatusCode, String)>,
