@@ -179,14 +179,17 @@ async fn answer(
             let full = body.len();
             let mut body = body;
             body.truncate(half(&body));
-            let chunks: Vec<Result<String, std::io::Error>> = vec![
-                Ok(body),
+            let head = futures_util::stream::iter([Ok::<_, std::io::Error>(body)]);
+            // Let the headers and the first half reach the client before the cut.
+            let cut = futures_util::stream::once(async {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 Err(std::io::Error::new(
                     std::io::ErrorKind::ConnectionReset,
                     "simulated connection cut",
-                )),
-            ];
-            let mut r = Body::from_stream(futures_util::stream::iter(chunks)).into_response();
+                ))
+            });
+            let mut r =
+                Body::from_stream(futures_util::StreamExt::chain(head, cut)).into_response();
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
