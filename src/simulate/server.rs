@@ -93,9 +93,16 @@ async fn answer(
     handler: impl FnOnce(&Simulator, &str) -> Answer,
 ) -> Response {
     sim.shared.requests.fetch_add(1, Ordering::Relaxed);
-    let who = match check_auth(&sim.shared.cfg.auth, headers) {
-        Ok(who) => who,
-        Err(denied) => return denied,
+    let Some(who) = check_auth(&sim.shared.cfg.auth, headers) else {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "Client must be authenticated to access this resource.",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"protected-area\""),
+        );
+        return r;
     };
     let (fault, retry_after, slow_by) = {
         let mut state = sim.shared.faults.lock().expect("faults lock");
@@ -220,13 +227,13 @@ fn error(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-/// Who is asking (the Basic user name, or the service account behind a token), or a 401.
-fn check_auth(auth: &SimAuth, headers: &HeaderMap) -> Result<String, Response> {
+/// Who is asking (the Basic user name, or the service account behind a token); `None`: 401.
+fn check_auth(auth: &SimAuth, headers: &HeaderMap) -> Option<String> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let who = match auth {
+    match auth {
         SimAuth::None => Some("svc-audit".to_owned()),
         SimAuth::Basic { username, password } => {
             let expected =
@@ -234,18 +241,7 @@ fn check_auth(auth: &SimAuth, headers: &HeaderMap) -> Result<String, Response> {
             (given == format!("Basic {expected}")).then(|| username.clone())
         }
         SimAuth::Bearer(token) => (given == format!("Bearer {token}")).then(|| "svc-audit".into()),
-    };
-    who.ok_or_else(|| {
-        let mut r = error(
-            StatusCode::UNAUTHORIZED,
-            "Client must be authenticated to access this resource.",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"protected-area\""),
-        );
-        r
-    })
+    }
 }
 
 fn bad_request(message: String) -> (StatusCode, String) {
