@@ -129,8 +129,9 @@ impl Simulator {
             .insert(ts_ms, ev)
     }
 
-    /// `n` realistic events spread over `[from_ms, to_ms]`: every Soteri kind at least once
-    /// (when `n` allows), about 1% identical twins and a few bursts in one millisecond.
+    /// `n` realistic events spread over `[from_ms, to_ms]`: every one of the 24 Soteri kinds
+    /// at least once (when `n >= 24`), about 1% identical twins, some runs of 3 to 11
+    /// identical records and some different records sharing a millisecond.
     pub fn seed_history(&self, n: usize, from_ms: i64, to_ms: i64) {
         let mut rng = self.shared.rng.lock().expect("rng lock");
         let mut batch = Vec::with_capacity(n);
@@ -138,8 +139,13 @@ impl Simulator {
         let mut i = 0;
         while i < n {
             let ts = from_ms + rng.random_range(0..=span);
-            let forced = (i < catalog::SOTERI_KINDS).then_some(i);
-            let ev = catalog::draw(&mut rng, forced);
+            // The first 24 records are one of each Soteri kind, plain.
+            if i < catalog::SOTERI_KINDS {
+                batch.push((ts, catalog::draw(&mut rng, Some(i))));
+                i += 1;
+                continue;
+            }
+            let ev = catalog::draw(&mut rng, None);
             let roll: f64 = rng.random();
             let copies = if roll < 0.01 {
                 2 // identical twins
