@@ -7,11 +7,14 @@
 //! millisecond bounds, a silently capped `limit`, `_links.next` / `pagingInfo`, an "Audit Log
 //! search performed" event written by every advanced-auditing query, many records in one
 //! millisecond, byte-identical twins, late commits, clock skew, and switchable faults (429
-//! and 503 with `Retry-After`, 500, slow answers, truncated bodies).
+//! and 503 with `Retry-After`, 500, slow answers, truncated bodies, connections cut
+//! mid-body).
 //!
 //! [`Simulator::ground_truth`] renders every stored record exactly as the API would, so
 //! tests can compare what a sink received with what Confluence holds.
-
+//!
+//! Known liberty: the Cloud endpoint serves the same store as the others, Soteri events
+//! included, although Soteri's Cloud app cannot write to the Atlassian audit log.
 //!
 //! Layout: [`catalog`] generates the seeded data (the 24 Soteri events and common Confluence
 //! ones), [`render`] writes a record in each API's shape, `store` keeps records sorted for
