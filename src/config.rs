@@ -338,7 +338,7 @@ mod defaults {
         1000
     }
     pub fn slice_max_records() -> usize {
-        5_000
+        2_000
     }
     pub fn request_timeout() -> Duration {
         Duration::from_secs(30)

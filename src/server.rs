@@ -32,22 +32,21 @@ pub struct Health {
 }
 
 impl Health {
-    /// Ready when every source succeeded within three poll intervals (plus a minute for slow
-    /// answers; at start, within that long of starting) and no sink fails for longer than
-    /// the grace. Returns the reasons it is not.
+    /// Ready when every source's last poll cycle succeeded, within three poll intervals
+    /// (plus a minute for slow answers; at start, within that long of starting), and no sink
+    /// fails for longer than the grace. Returns the reasons it is not.
     pub fn unready_reasons(&self) -> Vec<String> {
         let mut reasons = Vec::new();
         for (name, status, interval) in &self.sources {
             let bound = *interval * 3 + Duration::from_secs(60);
             let (last_ok, last_err) = status.get();
             let since = last_ok.unwrap_or(self.started);
-            if since.elapsed() > bound || (last_ok.is_none() && last_err.is_some()) {
+            if let Some(e) = last_err {
+                reasons.push(format!("source {name:?}: last poll failed: {e}"));
+            } else if since.elapsed() > bound {
                 reasons.push(format!(
-                    "source {name:?}: no successful poll for {}s{}",
-                    since.elapsed().as_secs(),
-                    last_err
-                        .map(|e| format!(" (last error: {e})"))
-                        .unwrap_or_default()
+                    "source {name:?}: no successful poll for {}s",
+                    since.elapsed().as_secs()
                 ));
             }
         }

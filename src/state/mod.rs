@@ -123,10 +123,15 @@ impl Store {
             source,
         })?;
         let path = dir.join("state.redb");
-        let db = Database::create(&path).map_err(|source| StateError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        // redb caches up to 1 GiB by default; the hot data (queue heads, recent counts) is
+        // small, and the process must stay small.
+        let db = redb::Builder::new()
+            .set_cache_size(8 << 20)
+            .create(&path)
+            .map_err(|source| StateError::Open {
+                path: path.clone(),
+                source,
+            })?;
         let store = Store {
             inner: Arc::new(Inner {
                 db,

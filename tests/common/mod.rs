@@ -25,8 +25,13 @@ pub struct DaemonProcess {
 }
 
 impl DaemonProcess {
-    /// `run --config <config>`, logs to `<dir>/daemon-<n>.log`.
+    /// `run --config <config>`, logs to `log`.
     pub fn start(config: &Path, log: &Path) -> DaemonProcess {
+        Self::start_with(config, log, &[])
+    }
+
+    /// `run --config <config> <args…>`, logs to `log`.
+    pub fn start_with(config: &Path, log: &Path, args: &[&str]) -> DaemonProcess {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -35,6 +40,7 @@ impl DaemonProcess {
         let child = Command::new(bin())
             .args(["run", "--config"])
             .arg(config)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(log)
             .env("RUST_LOG", "info,confluence_audit_forwarder=debug")
