@@ -50,6 +50,8 @@ pub struct Faults {
     /// The next this-many `_bulk` requests are processed, then answered 502 (a proxy lost
     /// the response): the client must retry, and get 409s for what was indexed.
     pub lose_responses: u32,
+    /// Every `_bulk` request waits this long before it is processed (a busy cluster).
+    pub bulk_delay_ms: u64,
     /// `http.max_content_length`: larger request bodies get 413 (0: no limit).
     pub max_request_bytes: usize,
 }
@@ -250,6 +252,17 @@ impl EsServer {
         self.state.lock().unwrap().kibana_objects.clone()
     }
 
+    /// Change a field's mapping in an existing stream (an operator fixing a conflict).
+    pub fn set_mapping(&self, target: &str, path: &str, ty: &str) {
+        let mut s = self.state.lock().unwrap();
+        let st = s.streams.get_mut(target).expect("stream exists");
+        let mut node = &mut st.mappings;
+        for part in path.split('.') {
+            node = &mut node["properties"][part];
+        }
+        *node = json!({ "type": ty });
+    }
+
     /// Roll a data stream over to a new write index.
     pub fn rollover(&self, target: &str) {
         let mut s = self.state.lock().unwrap();
@@ -300,6 +313,10 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
+    let delay = state.lock().unwrap().faults.bulk_delay_ms;
+    if delay > 0 && path.ends_with("/_bulk") {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let mut s = state.lock().unwrap();
     s.stats.requests += 1;
 
