@@ -84,20 +84,18 @@ fn ids_of(events: &[QueuedEvent]) -> BTreeMap<String, usize> {
 async fn deliver_all(sink: &mut ElasticsearchSink, events: &[QueuedEvent]) -> usize {
     let mut pending: Vec<QueuedEvent> = events.to_vec();
     for attempt in 1..=200 {
-        match sink.deliver(&pending).await {
-            Ok(out) => {
-                assert_eq!(out.results.len(), pending.len());
-                let mut next = Vec::new();
-                for (e, d) in pending.into_iter().zip(out.results) {
-                    match d {
-                        Delivery::Delivered => {}
-                        Delivery::Retry(_) => next.push(e),
-                        Delivery::Rejected(r) => panic!("{} rejected: {r}", e.id),
-                    }
+        // On a whole-batch error everything stays pending.
+        if let Ok(out) = sink.deliver(&pending).await {
+            assert_eq!(out.results.len(), pending.len());
+            let mut next = Vec::new();
+            for (e, d) in pending.into_iter().zip(out.results) {
+                match d {
+                    Delivery::Delivered => {}
+                    Delivery::Retry(_) => next.push(e),
+                    Delivery::Rejected(r) => panic!("{} rejected: {r}", e.id),
                 }
-                pending = next;
             }
-            Err(_) => {}
+            pending = next;
         }
         if pending.is_empty() {
             return attempt;

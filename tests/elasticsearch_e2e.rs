@@ -218,3 +218,50 @@ fn a_cluster_that_is_down_at_start_only_delays_delivery() {
         scratch.logs()
     );
 }
+
+#[test]
+fn setup_subcommand_installs_everything_and_names_what_it_did() {
+    let es = EsServer::start(EsOptions {
+        auth: Some("Basic ZWxhc3RpYzpjaGFuZ2VtZQ==".into()),
+        ..Default::default()
+    });
+    let scratch = Scratch::new();
+    std::fs::write(scratch.path("password"), "changeme\n").unwrap();
+    let cfg = config(
+        &scratch,
+        "http://127.0.0.1:9",
+        &es.url,
+        &format!(
+            "kibana_url = \"{}\"\n[sink.auth]\ntype = \"basic\"\nusername = \"elastic\"\npassword_file = \"{}\"",
+            es.url,
+            scratch.path("password").display()
+        ),
+    );
+    let out = std::process::Command::new(common::bin())
+        .args(["setup", "elasticsearch", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for line in [
+        "installed ILM policy \"confluence-audit\"",
+        "installed index template \"logs-confluence.audit\"",
+        "imported 20 Kibana saved objects",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing in:\n{stdout}");
+    }
+    assert!(!stdout.contains("changeme") && !stderr.contains("changeme"));
+    assert!(es.template("logs-confluence.audit").is_some());
+    assert_eq!(es.kibana_objects().len(), 20);
+
+    // Wrong sink name: a clear error, nothing installed elsewhere.
+    let out = std::process::Command::new(common::bin())
+        .args(["setup", "elasticsearch", "--sink", "nope", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no elasticsearch sink named \"nope\""));
+}

@@ -67,6 +67,8 @@ pub struct EsOptions {
     /// provoke mapping errors from real documents.
     pub mapping_overrides: Vec<(String, String)>,
     pub seed: u64,
+    /// Keep the documents (`false`: only their `_id`s, for benchmarks).
+    pub keep_documents: bool,
 }
 
 impl Default for EsOptions {
@@ -76,6 +78,7 @@ impl Default for EsOptions {
             deny_write: false,
             mapping_overrides: Vec::new(),
             seed: 7,
+            keep_documents: true,
         }
     }
 }
@@ -340,9 +343,7 @@ async fn handle(
             s.stats.unauthorized += 1;
             let reason = match got {
                 None => format!("missing authentication credentials for REST request [{path}]"),
-                Some(_) => format!(
-                    "unable to authenticate with provided credentials and anonymous access is not allowed for this request"
-                ),
+                Some(_) => "unable to authenticate with provided credentials and anonymous access is not allowed for this request".to_owned(),
             };
             let mut r = es_error(StatusCode::UNAUTHORIZED, "security_exception", &reason);
             r.headers_mut().insert(
@@ -861,6 +862,7 @@ fn bulk_item(
     let id = id
         .map(str::to_owned)
         .unwrap_or_else(|| format!("auto-{}", s.seq_no));
+    let keep = s.opts.keep_documents;
     let stream = s.streams.get_mut(target).expect("created above");
     let generation = stream.backing.len();
     let write = stream.backing.last_mut().expect("a write index");
@@ -877,7 +879,7 @@ fn bulk_item(
             })),
         );
     }
-    write.insert(id, doc);
+    write.insert(id, if keep { doc } else { Value::Null });
     s.seq_no += 1;
     s.stats.created += 1;
     let index = if stream.is_data_stream {
