@@ -65,6 +65,9 @@ enum Command {
     Simulate(crate::simulate::SimulateOptions),
     /// Simulator in-process → daemon → stdout and a file, then a summary (no Confluence needed).
     Demo(crate::demo::DemoOptions),
+    /// Prepare a destination: index template, ILM policy, dashboards.
+    #[command(subcommand)]
+    Setup(crate::sink::elasticsearch::setup::SetupCommand),
     /// Inspect or replay a sink's dead-letter queue.
     Dlq {
         #[command(subcommand)]
@@ -174,6 +177,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             normalize_stdin(api, &opts)
         }
         Command::Dlq { action } => dlq(action),
+        Command::Setup(cmd) => {
+            init_logging(LogFormat::Text, "info");
+            runtime()?.block_on(cmd.run())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Simulate(opts) => {
             init_logging(LogFormat::Text, "info");
             runtime()?.block_on(crate::simulate::serve_forever(opts))?;

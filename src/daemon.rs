@@ -290,6 +290,13 @@ fn spawn_sink(
                 .expect("syslog sink settings were validated");
             set.spawn(worker::run(name, sink, settings, ctx, status).instrument(span))
         }
+        SinkKind::Elasticsearch(es) => {
+            // Validated with the config (PEM files read, secrets resolved) before we get here.
+            let sink =
+                crate::sink::elasticsearch::ElasticsearchSink::new(name.clone(), (**es).clone())
+                    .expect("elasticsearch sink settings were validated");
+            set.spawn(worker::run(name, sink, settings, ctx, status).instrument(span))
+        }
     };
 }
 
