@@ -30,6 +30,7 @@ pub(super) async fn serve(sim: Simulator, addr: SocketAddr) -> std::io::Result<S
         .route("/rest/api/audit/retention", get(retention))
         .route("/wiki/rest/api/audit/retention", get(retention))
         .route("/rest/auditing/1.0/events", get(auditing))
+        .route("/status", get(status))
         .with_state(sim);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
@@ -65,6 +66,20 @@ async fn retention(State(sim): State<Simulator>, headers: HeaderMap) -> Response
         Ok(json!({"number": number, "units": units}).to_string())
     })
     .await
+}
+
+/// Confluence's unauthenticated health endpoint; its `Date` tells the server's clock.
+async fn status(State(sim): State<Simulator>) -> Response {
+    let mut response = (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"state":"RUNNING"}"#,
+    )
+        .into_response();
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_millis(sim.now_ms().max(0) as u64);
+    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(now)) {
+        response.headers_mut().insert(header::DATE, date);
+    }
+    response
 }
 
 async fn auditing(State(sim): State<Simulator>, headers: HeaderMap, Query(q): Params) -> Response {

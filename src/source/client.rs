@@ -119,6 +119,19 @@ impl Client {
         *self.skew_ms.lock().expect("skew lock")
     }
 
+    /// Learn the server's clock from the `Date` header of `GET {base}/status` (Confluence's
+    /// health endpoint; any answer carries a `Date`). Without it a first window could end
+    /// in the server's future.
+    pub async fn probe_clock(&self, base_url: &str) {
+        let url = format!("{}/status", base_url.trim_end_matches('/'));
+        match self.http.get(&url).send().await {
+            Ok(resp) => self.note_date(resp.headers()),
+            Err(e) => {
+                tracing::debug!(error = %error_chain(&e), "clock probe failed; using the local clock")
+            }
+        }
+    }
+
     /// GET `url` with `query` and parse the body with `parse`, retrying transient failures
     /// (including a body `parse` rejects) until it works or a permanent error comes.
     pub async fn get<T>(

@@ -220,6 +220,10 @@ impl Source {
                 c
             }
         };
+        if self.client.server_skew_ms().is_none() {
+            self.client.probe_clock(&self.cfg.url).await;
+        }
+        // Windows end by the server's clock: records are stamped with it.
         let server_now = now_ms() + self.client.server_skew_ms().unwrap_or(0);
         let Some(window) = window::next_window(
             cursor.cursor_ms,
