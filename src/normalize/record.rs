@@ -13,6 +13,39 @@ use super::{Api, NormalizeError};
 
 type Text<'a> = Option<Cow<'a, str>>;
 
+/// A JSON string, borrowed from the raw text unless it has escapes. serde's own
+/// `Option<Cow<str>>` always copies (only a bare `Cow` field borrows), which made every
+/// string of every record an allocation.
+#[derive(Debug)]
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Str<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// `deserialize_with` for every optional string field: `null` or absent is `None`.
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Text<'de>, D::Error> {
+    Ok(Option::<Str<'de>>::deserialize(d)?.map(|s| s.0))
+}
+
 /// One audit record, whatever its shape.
 #[derive(Debug, Clone, Default)]
 pub struct Fields<'a> {
@@ -75,15 +108,15 @@ pub struct Attribute<'a> {
 struct AuditRecord<'a> {
     #[serde(borrow, default)]
     author: Option<LegacyAuthor<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     remote_address: Text<'a>,
     #[serde(default)]
     creation_date: Option<i64>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     summary: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     description: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     category: Text<'a>,
     #[serde(default)]
     sys_admin: Option<bool>,
@@ -100,17 +133,17 @@ struct AuditRecord<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LegacyAuthor<'a> {
-    #[serde(borrow, default, rename = "type")]
+    #[serde(borrow, default, deserialize_with = "text", rename = "type")]
     kind: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     display_name: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     username: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     user_key: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     account_id: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     account_type: Text<'a>,
     #[serde(default)]
     external_collaborator: Option<bool>,
@@ -121,20 +154,20 @@ struct LegacyAuthor<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LegacyObject<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     name: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     object_type: Text<'a>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LegacyChange<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     name: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     old_value: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     new_value: Text<'a>,
 }
 
@@ -157,11 +190,11 @@ struct Entity<'a, T> {
     changed_values: Option<Vec<EntityChange<'a>>>,
     #[serde(borrow, default)]
     extra_attributes: Option<Vec<EntityAttribute<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     source: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     system: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     method: Text<'a>,
 }
 
@@ -176,66 +209,66 @@ struct FileTimestamp {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct EntityAuthor<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     id: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     name: Text<'a>,
-    #[serde(borrow, default, rename = "type")]
+    #[serde(borrow, default, deserialize_with = "text", rename = "type")]
     kind: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     uri: Text<'a>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct EntityType<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     category: Text<'a>,
-    #[serde(borrow, default, rename = "categoryI18nKey")]
+    #[serde(borrow, default, deserialize_with = "text", rename = "categoryI18nKey")]
     category_key: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     action: Text<'a>,
-    #[serde(borrow, default, rename = "actionI18nKey")]
+    #[serde(borrow, default, deserialize_with = "text", rename = "actionI18nKey")]
     action_key: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     area: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     level: Text<'a>,
 }
 
 #[derive(Deserialize)]
 struct EntityObject<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     name: Text<'a>,
-    #[serde(borrow, default, rename = "type")]
+    #[serde(borrow, default, deserialize_with = "text", rename = "type")]
     kind: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     id: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     uri: Text<'a>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct EntityChange<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     key: Text<'a>,
-    #[serde(borrow, default, rename = "i18nKey")]
+    #[serde(borrow, default, deserialize_with = "text", rename = "i18nKey")]
     i18n_key: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     from: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     to: Text<'a>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct EntityAttribute<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     name: Text<'a>,
-    #[serde(borrow, default, rename = "nameI18nKey")]
+    #[serde(borrow, default, deserialize_with = "text", rename = "nameI18nKey")]
     name_i18n_key: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     value: Text<'a>,
 }
 
@@ -247,11 +280,15 @@ pub fn parse(api: Api, raw: &str) -> Result<Fields<'_>, NormalizeError> {
             from_audit_record(r)
         }
         Api::Auditing => {
-            let e: Entity<'_, Cow<'_, str>> = from_str(api, raw)?;
-            let ts = e.timestamp.as_deref().ok_or(NormalizeError::Field {
-                field: "timestamp",
-                problem: "missing".into(),
-            })?;
+            let e: Entity<'_, Str<'_>> = from_str(api, raw)?;
+            let ts = e
+                .timestamp
+                .as_ref()
+                .map(|s| s.0.as_ref())
+                .ok_or(NormalizeError::Field {
+                    field: "timestamp",
+                    problem: "missing".into(),
+                })?;
             let ts_ms = parse_iso_ms(ts)?;
             Ok(from_entity(e, ts_ms, 0))
         }
@@ -434,4 +471,22 @@ fn username_from_uri(uri: &str) -> Option<Cow<'_, str>> {
         .find(|(k, _)| k == "username")
         .map(|(_, v)| v)
         .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_borrow_unless_escaped() {
+        let raw = r#"{"timestamp":"2025-11-25T04:00:00.123Z","author":{"name":"Jane","id":"J\u0061ne"},"affectedObjects":[{"name":"Home","type":"Page"}]}"#;
+        let f = parse(Api::Auditing, raw).unwrap();
+        assert!(matches!(f.author_display, Some(Cow::Borrowed("Jane"))));
+        assert!(matches!(&f.author_id, Some(Cow::Owned(s)) if s == "Jane"));
+        assert!(matches!(f.affected[0].name, Some(Cow::Borrowed("Home"))));
+        let legacy = r#"{"creationDate":1,"summary":"User created","author":{"username":null}}"#;
+        let f = parse(Api::Legacy, legacy).unwrap();
+        assert!(matches!(f.action, Some(Cow::Borrowed("User created"))));
+        assert!(f.author_username.is_none());
+    }
 }
