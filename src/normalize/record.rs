@@ -289,7 +289,7 @@ pub fn parse(api: Api, raw: &str) -> Result<Fields<'_>, NormalizeError> {
                     field: "timestamp",
                     problem: "missing".into(),
                 })?;
-            let ts_ms = parse_iso_ms(ts)?;
+            let ts_ms = super::rfc3339::parse_ms(ts, "timestamp")?;
             Ok(from_entity(e, ts_ms, 0))
         }
         Api::File => {
@@ -338,15 +338,6 @@ fn from_str<'a, T: Deserialize<'a>>(api: Api, raw: &'a str) -> Result<T, Normali
     })
 }
 
-fn parse_iso_ms(s: &str) -> Result<i64, NormalizeError> {
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| NormalizeError::Field {
-            field: "timestamp",
-            problem: format!("{s:?} is not an ISO-8601 time ({e})"),
-        })?;
-    Ok((t.unix_timestamp_nanos().div_euclid(1_000_000)) as i64)
-}
-
 fn from_audit_record(r: AuditRecord<'_>) -> Result<Fields<'_>, NormalizeError> {
     fn object(o: LegacyObject<'_>) -> Object<'_> {
         Object {
@@ -371,8 +362,11 @@ fn from_audit_record(r: AuditRecord<'_>) -> Result<Fields<'_>, NormalizeError> {
         ..Fields::default()
     };
     if let Some(a) = r.author {
+        // Cloud still sends the deprecated `username`, set to the account id: not a name.
+        f.author_username = a
+            .username
+            .filter(|u| a.account_id.as_deref() != Some(u.as_ref()));
         f.author_id = a.account_id.filter(|s| !s.is_empty()).or(a.user_key);
-        f.author_username = a.username;
         f.author_display = a.display_name;
         f.author_type = a.kind;
         f.account_type = a.account_type;
@@ -411,11 +405,11 @@ fn from_entity<'a, T>(e: Entity<'a, T>, ts_ms: i64, sub_ms_nanos: u32) -> Fields
         ..Fields::default()
     };
     if let Some(a) = e.author {
-        f.author_username = a
-            .uri
-            .as_deref()
-            .and_then(username_from_uri)
-            .map(|u| Cow::Owned(u.into_owned()));
+        f.author_username = match &a.uri {
+            Some(Cow::Borrowed(uri)) => username_from_uri(uri),
+            Some(Cow::Owned(uri)) => username_from_uri(uri).map(|u| Cow::Owned(u.into_owned())),
+            None => None,
+        };
         f.author_id = a.id;
         f.author_display = a.name;
         f.author_type = a.kind;
