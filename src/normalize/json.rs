@@ -34,35 +34,41 @@ impl<'o> Json<'o> {
         }
     }
 
+    #[inline(always)]
     fn sep(&mut self) {
         if self.comma {
             self.out.push(b',');
         }
     }
 
+    #[inline(always)]
     pub fn begin_object(&mut self) {
         self.sep();
         self.out.push(b'{');
         self.comma = false;
     }
 
+    #[inline(always)]
     pub fn end_object(&mut self) {
         self.out.push(b'}');
         self.comma = true;
     }
 
+    #[inline(always)]
     pub fn begin_array(&mut self) {
         self.sep();
         self.out.push(b'[');
         self.comma = false;
     }
 
+    #[inline(always)]
     pub fn end_array(&mut self) {
         self.out.push(b']');
         self.comma = true;
     }
 
     /// An object key, written with [`k!`]: `j.key(k!("name"))`.
+    #[inline(always)]
     pub fn key(&mut self, quoted: &'static str) {
         debug_assert!(
             quoted.starts_with('"') && quoted.ends_with("\":"),
@@ -74,18 +80,21 @@ impl<'o> Json<'o> {
     }
 
     /// `"key":{` — an object-valued field.
+    #[inline(always)]
     pub fn object(&mut self, k: &'static str) {
         self.key(k);
         self.begin_object();
     }
 
     /// `"key":[` — an array-valued field.
+    #[inline(always)]
     pub fn array(&mut self, k: &'static str) {
         self.key(k);
         self.begin_array();
     }
 
     /// A string value (array element or after [`Json::key`]).
+    #[inline(always)]
     pub fn str(&mut self, s: &str) {
         self.sep();
         self.out.push(b'"');
@@ -105,12 +114,14 @@ impl<'o> Json<'o> {
     }
 
     /// Start a string value built from parts (`message`).
+    #[inline(always)]
     pub fn begin_str(&mut self) {
         self.sep();
         self.out.push(b'"');
     }
 
     /// One part of a string value started by [`Json::begin_str`].
+    #[inline(always)]
     pub fn part(&mut self, s: &str) {
         let p = s.as_ptr() as usize;
         if p >= self.raw.start && p + s.len() <= self.raw.end {
@@ -135,29 +146,34 @@ impl<'o> Json<'o> {
         self.end_str();
     }
 
+    #[inline(always)]
     pub fn end_str(&mut self) {
         self.out.push(b'"');
         self.comma = true;
     }
 
     /// Bytes that are already a JSON value (numbers, literals, ASCII written by us).
+    #[inline(always)]
     pub fn raw_value(&mut self, v: &[u8]) {
         self.sep();
         self.out.extend_from_slice(v);
         self.comma = true;
     }
 
+    #[inline(always)]
     pub fn bool(&mut self, b: bool) {
         self.raw_value(if b { b"true" } else { b"false" });
     }
 
     /// `"key":"value"`.
+    #[inline(always)]
     pub fn field(&mut self, k: &'static str, v: &str) {
         self.key(k);
         self.str(v);
     }
 
     /// `"key":"value"` for our own constant values (no escaping needed).
+    #[inline(always)]
     pub fn field_static(&mut self, k: &'static str, v: &'static str) {
         debug_assert!(!needs_escape(v.as_bytes()));
         self.key(k);
@@ -168,6 +184,7 @@ impl<'o> Json<'o> {
     }
 
     /// `"key":"value"` when there is a value.
+    #[inline(always)]
     pub fn field_opt(&mut self, k: &'static str, v: Option<&str>) {
         if let Some(v) = v {
             self.field(k, v);
@@ -175,6 +192,7 @@ impl<'o> Json<'o> {
     }
 
     /// `"key":true|false` when there is a value.
+    #[inline(always)]
     pub fn field_bool(&mut self, k: &'static str, v: Option<bool>) {
         if let Some(v) = v {
             self.key(k);
