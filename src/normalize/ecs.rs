@@ -366,8 +366,7 @@ pub fn write(
     j.field(k!("id"), id);
     j.field(k!("created"), created);
     j.field_static(k!("kind"), if alert { "alert" } else { "event" });
-    j.field_static(k!("module"), "confluence");
-    j.field_static(k!("dataset"), "confluence.audit");
+    j.members(r#""module":"confluence","dataset":"confluence.audit""#);
     j.field_static(
         k!("provider"),
         if is_soteri {
@@ -412,11 +411,7 @@ pub fn write(
         j.field(k!("address"), s);
         j.end_object();
     }
-    j.object(k!("observer"));
-    j.field_static(k!("vendor"), "Atlassian");
-    j.field_static(k!("product"), "Confluence");
-    j.field_static(k!("type"), "audit");
-    j.end_object();
+    j.members(r#""observer":{"vendor":"Atlassian","product":"Confluence","type":"audit"}"#);
 
     j.object(k!("related"));
     j.field_list(k!("user"), &related_users[..n_users]);
@@ -542,8 +537,7 @@ pub fn write(
     j.end_object(); // confluence
 
     j.object(k!("data_stream"));
-    j.field_static(k!("type"), "logs");
-    j.field_static(k!("dataset"), "confluence.audit");
+    j.members(r#""type":"logs","dataset":"confluence.audit""#);
     j.field(k!("namespace"), &opts.namespace);
     j.end_object();
     j.object(k!("ecs"));

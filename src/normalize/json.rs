@@ -172,6 +172,18 @@ impl<'o> Json<'o> {
         self.str(v);
     }
 
+    /// Constant members written as one literal: `"a":"x","b":{"c":"y"}`.
+    #[inline(always)]
+    pub fn members(&mut self, literal: &'static str) {
+        debug_assert!(
+            literal.starts_with('"') && !literal.ends_with(','),
+            "{literal}"
+        );
+        self.sep();
+        self.out.extend_from_slice(literal.as_bytes());
+        self.comma = true;
+    }
+
     /// `"key":"value"` for our own constant values (no escaping needed).
     #[inline(always)]
     pub fn field_static(&mut self, k: &'static str, v: &'static str) {
@@ -213,14 +225,21 @@ impl<'o> Json<'o> {
     }
 }
 
+/// Without an early exit, so it vectorizes (the strings are short; scanning all is cheap).
 fn needs_escape(bytes: &[u8]) -> bool {
-    bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    bytes.iter().fold(false, |acc, &b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
 }
 
 /// Append `s` as JSON string contents (RFC 8259: quote, backslash and control characters).
 pub fn escape(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
+    if !needs_escape(bytes) {
+        out.extend_from_slice(bytes);
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let short: &[u8] = match b {

@@ -78,26 +78,41 @@ pub struct Fields<'a> {
     pub extra: Vec<Attribute<'a>>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// An affected object; deserialized as the DC entity spells it (`type`), legacy records
+/// are converted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Object<'a> {
+    #[serde(borrow, default, deserialize_with = "text")]
     pub name: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "text", rename = "type")]
     pub kind: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "text")]
     pub id: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "text")]
     pub uri: Text<'a>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A changed value, as the DC entity spells it (legacy `name/oldValue/newValue` converted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Change<'a> {
+    #[serde(borrow, default, deserialize_with = "text")]
     pub key: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "text", rename = "i18nKey")]
     pub i18n_key: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "text")]
     pub from: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "text")]
     pub to: Text<'a>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// An extra attribute (DC only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Attribute<'a> {
+    #[serde(borrow, default, deserialize_with = "text")]
     pub name: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "text", rename = "nameI18nKey")]
     pub name_i18n_key: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "text")]
     pub value: Text<'a>,
 }
 
@@ -185,11 +200,11 @@ struct Entity<'a, T> {
     #[serde(borrow, default)]
     audit_type: Option<EntityType<'a>>,
     #[serde(borrow, default)]
-    affected_objects: Option<Vec<EntityObject<'a>>>,
+    affected_objects: Option<Vec<Object<'a>>>,
     #[serde(borrow, default)]
-    changed_values: Option<Vec<EntityChange<'a>>>,
+    changed_values: Option<Vec<Change<'a>>>,
     #[serde(borrow, default)]
-    extra_attributes: Option<Vec<EntityAttribute<'a>>>,
+    extra_attributes: Option<Vec<Attribute<'a>>>,
     #[serde(borrow, default, deserialize_with = "text")]
     source: Text<'a>,
     #[serde(borrow, default, deserialize_with = "text")]
@@ -234,42 +249,6 @@ struct EntityType<'a> {
     area: Text<'a>,
     #[serde(borrow, default, deserialize_with = "text")]
     level: Text<'a>,
-}
-
-#[derive(Deserialize)]
-struct EntityObject<'a> {
-    #[serde(borrow, default, deserialize_with = "text")]
-    name: Text<'a>,
-    #[serde(borrow, default, deserialize_with = "text", rename = "type")]
-    kind: Text<'a>,
-    #[serde(borrow, default, deserialize_with = "text")]
-    id: Text<'a>,
-    #[serde(borrow, default, deserialize_with = "text")]
-    uri: Text<'a>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EntityChange<'a> {
-    #[serde(borrow, default, deserialize_with = "text")]
-    key: Text<'a>,
-    #[serde(borrow, default, deserialize_with = "text", rename = "i18nKey")]
-    i18n_key: Text<'a>,
-    #[serde(borrow, default, deserialize_with = "text")]
-    from: Text<'a>,
-    #[serde(borrow, default, deserialize_with = "text")]
-    to: Text<'a>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EntityAttribute<'a> {
-    #[serde(borrow, default, deserialize_with = "text")]
-    name: Text<'a>,
-    #[serde(borrow, default, deserialize_with = "text", rename = "nameI18nKey")]
-    name_i18n_key: Text<'a>,
-    #[serde(borrow, default, deserialize_with = "text")]
-    value: Text<'a>,
 }
 
 /// Parse `raw` as a record of shape `api`.
@@ -423,48 +402,28 @@ fn from_entity<'a, T>(e: Entity<'a, T>, ts_ms: i64, sub_ms_nanos: u32) -> Fields
         f.area = t.area;
         f.level = t.level;
     }
-    f.affected = e
-        .affected_objects
-        .into_iter()
-        .flatten()
-        .map(|o| Object {
-            name: o.name,
-            kind: o.kind,
-            id: o.id,
-            uri: o.uri,
-        })
-        .collect();
-    f.changed = e
-        .changed_values
-        .into_iter()
-        .flatten()
-        .map(|c| Change {
-            key: c.key,
-            i18n_key: c.i18n_key,
-            from: c.from,
-            to: c.to,
-        })
-        .collect();
-    f.extra = e
-        .extra_attributes
-        .into_iter()
-        .flatten()
-        .map(|a| Attribute {
-            name: a.name,
-            name_i18n_key: a.name_i18n_key,
-            value: a.value,
-        })
-        .collect();
+    // Already in the one shape: moved, not copied.
+    f.affected = e.affected_objects.unwrap_or_default();
+    f.changed = e.changed_values.unwrap_or_default();
+    f.extra = e.extra_attributes.unwrap_or_default();
     f
 }
 
 /// `http://wiki/admin/users/viewuser.action?username=jadmin` → `jadmin`.
+/// Plain values (the usual case) are sliced out; encoded ones are decoded.
 fn username_from_uri(uri: &str) -> Option<Cow<'_, str>> {
     let query = uri.split_once('?')?.1;
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "username")
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
+    let query = query.split('#').next().unwrap_or(query);
+    let value = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("username="))?;
+    if value.bytes().any(|b| b == b'%' || b == b'+') {
+        return url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "username")
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_empty());
+    }
+    (!value.is_empty()).then_some(Cow::Borrowed(value))
 }
 
 #[cfg(test)]
@@ -482,5 +441,22 @@ mod tests {
         let f = parse(Api::Legacy, legacy).unwrap();
         assert!(matches!(f.action, Some(Cow::Borrowed("User created"))));
         assert!(f.author_username.is_none());
+    }
+
+    #[test]
+    fn username_from_the_author_uri() {
+        let u = |s| username_from_uri(s).map(Cow::into_owned);
+        assert_eq!(
+            u("http://w/viewuser.action?username=jadmin").as_deref(),
+            Some("jadmin")
+        );
+        assert_eq!(
+            u("http://w/v?x=1&username=j%40x+y#top").as_deref(),
+            Some("j@x y")
+        );
+        assert_eq!(u("http://w/v?x=1&username=jo#top").as_deref(), Some("jo"));
+        assert_eq!(u("http://w/v?ausername=no"), None);
+        assert_eq!(u("http://w/v?username="), None);
+        assert_eq!(u("http://w/v"), None);
     }
 }
