@@ -1,9 +1,11 @@
 //! The content hash: one identity for one record, however often and by whichever page it
 //! is fetched.
 //!
-//! It is computed over the parsed fields in a fixed order, each tagged and length-prefixed,
-//! so key order, whitespace and JSON escaping do not change it, and no two different records
-//! can collide by shifting bytes between fields.
+//! It is computed over the parsed fields in a fixed order, each prefixed with its length
+//! (absent and empty differ), so key order, whitespace and JSON escaping do not change it,
+//! and no two different records can collide by shifting bytes between fields. Lengths are
+//! LEB128 varints: BLAKE3 on one short input costs about 3 cycles a byte, and fixed 4-byte
+//! prefixes on some 40 fields were a fifth of what it hashed.
 
 use std::borrow::Cow;
 
@@ -15,12 +17,19 @@ use super::record::Fields;
 struct Feed(Vec<u8>);
 
 impl Feed {
+    fn varint(&mut self, mut n: u64) {
+        while n >= 0x80 {
+            self.0.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        self.0.push(n as u8);
+    }
+    /// Absent: 0; present: length + 1, then the bytes.
     fn text(&mut self, t: &Option<Cow<'_, str>>) {
         match t {
             None => self.0.push(0),
             Some(s) => {
-                self.0.push(1);
-                self.0.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                self.varint(s.len() as u64 + 1);
                 self.0.extend_from_slice(s.as_bytes());
             }
         }
@@ -33,7 +42,7 @@ impl Feed {
         });
     }
     fn count(&mut self, n: usize) {
-        self.0.extend_from_slice(&(n as u32).to_le_bytes());
+        self.varint(n as u64);
     }
 }
 
@@ -97,5 +106,31 @@ fn canonical(f: &Fields<'_>, h: &mut Feed) {
         for t in [&a.name, &a.name_i18n_key, &a.value] {
             h.text(t);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::normalize::{Api, parse_record};
+
+    fn hash(raw: &str) -> super::ContentHash {
+        parse_record(Api::Legacy, raw).unwrap().content_hash()
+    }
+
+    #[test]
+    fn fields_do_not_run_into_each_other_and_absent_is_not_empty() {
+        let a = hash(r#"{"creationDate":1,"summary":"ab","description":"c"}"#);
+        let b = hash(r#"{"creationDate":1,"summary":"a","description":"bc"}"#);
+        assert_ne!(a, b);
+        let absent = hash(r#"{"creationDate":1}"#);
+        let empty = hash(r#"{"creationDate":1,"summary":""}"#);
+        assert_ne!(absent, empty);
+        // A long field (multi-byte length prefix) still hashes the same twice.
+        let long = format!(
+            r#"{{"creationDate":1,"description":"{}"}}"#,
+            "x".repeat(300)
+        );
+        assert_eq!(hash(&long), hash(&long));
+        assert_ne!(hash(&long), hash(&long.replace("xxx", "xxy")));
     }
 }

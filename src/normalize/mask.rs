@@ -5,10 +5,18 @@
 //! name says it is matched or sensitive text is replaced by a short prefix and suffix and a
 //! hash — enough to correlate, not enough to use. `forward_secrets_plaintext` turns it off.
 //!
-//! Rule: attribute (or changed-value) names containing "match", "snippet", "excerpt",
-//! "secret", "sensitive", "finding text" or "found text" (case-insensitive). A value of 12
-//! characters or more keeps its first and last 4; a shorter one keeps none. The hash is the
-//! first 16 hex digits of BLAKE3 over the value: `AKIA…MPLE (blake3:1c0a2f…)`.
+//! Rule. A changed value or extra attribute is sensitive when its name (case-insensitive)
+//! contains "match", "snippet", "excerpt", "secret", "sensitive", "finding" or "found text",
+//! unless the name *ends* with a word that makes it metadata about the finding rather than
+//! its text: rule, name, id, count, number, total, status, state, type,
+//! category, url, link, date, time, space, page, user, email, recipient (so "Matched rule",
+//! "Finding ID", "Secret type" and "Sensitive content URL" stay readable, while "Matched
+//! text", "Snippet", "Finding" and "Matched text (rule: AWS)" are masked). Soteri does not
+//! document its attribute names, so the rule errs on the side of masking. Masked: a value
+//! of 12 characters or more keeps its first and last 4, a shorter one keeps none, and the
+//! first 16 hex digits of BLAKE3 over the value follow: `AKIA…MPLE (blake3:1c0a2f…)`.
+//! The ECS fields derived from attributes (`rule.*`, `url.full`, `file.*`, …) never read a
+//! sensitive attribute, and `event.original` is masked the same way.
 
 use std::borrow::Cow;
 
@@ -18,18 +26,56 @@ const MARKERS: &[&str] = &[
     "excerpt",
     "secret",
     "sensitive",
-    "finding text",
+    "finding",
     "found text",
 ];
 
+/// Name endings that make a marked name metadata about a finding, not its text.
+const METADATA: &[&str] = &[
+    "rule",
+    "name",
+    "id",
+    "count",
+    "number",
+    "total",
+    "status",
+    "state",
+    "type",
+    "category",
+    "url",
+    "link",
+    "date",
+    "time",
+    "space",
+    "page",
+    "user",
+    "email",
+    "recipient",
+];
+
+/// `haystack` contains `needle`, ASCII case-insensitively.
+pub fn contains_ci(haystack: &str, needle: &str) -> bool {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// `name` ends with the word `word` (after a non-letter, or camelCase: `findingId`).
+fn ends_with_word(name: &str, word: &str) -> bool {
+    let (n, w) = (name.as_bytes(), word.as_bytes());
+    if n.len() < w.len() || !n[n.len() - w.len()..].eq_ignore_ascii_case(w) {
+        return false;
+    }
+    let at = n.len() - w.len();
+    at == 0 || !n[at - 1].is_ascii_alphanumeric() || n[at].is_ascii_uppercase()
+}
+
 /// Does a field of this name carry matched sensitive text?
 pub fn is_sensitive_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    MARKERS.iter().any(|m| {
-        bytes
-            .windows(m.len())
-            .any(|w| w.eq_ignore_ascii_case(m.as_bytes()))
-    })
+    let name = name.trim_end();
+    MARKERS.iter().any(|m| contains_ci(name, m))
+        && !METADATA.iter().any(|w| ends_with_word(name, w))
 }
 
 /// The masked form of `value`.
@@ -47,11 +93,11 @@ pub fn mask(value: &str) -> String {
 }
 
 /// `value` masked when `name` says it is sensitive and masking is on.
-pub fn apply<'a>(name: Option<&str>, value: Cow<'a, str>, plaintext: bool) -> Cow<'a, str> {
+pub fn apply<'a>(name: Option<&str>, value: &'a str, plaintext: bool) -> Cow<'a, str> {
     if plaintext || value.is_empty() || !name.is_some_and(is_sensitive_name) {
-        value
+        Cow::Borrowed(value)
     } else {
-        Cow::Owned(mask(&value))
+        Cow::Owned(mask(value))
     }
 }
 
@@ -72,16 +118,35 @@ mod tests {
 
     #[test]
     fn only_sensitive_names_are_masked() {
-        assert!(is_sensitive_name("Matched text"));
-        assert!(is_sensitive_name("SECRET"));
-        assert!(!is_sensitive_name("Rule name"));
-        let v = apply(Some("Rule name"), Cow::Borrowed("AWS key"), false);
+        for name in [
+            "Matched text",
+            "SECRET",
+            "Snippet",
+            "Finding",
+            "matchedValue",
+            "Matched text (rule: AWS)",
+            "Potentially sensitive content",
+            "Found text",
+            "Secret key",
+        ] {
+            assert!(is_sensitive_name(name), "{name}");
+        }
+        for name in [
+            "Rule name",
+            "Matched rule",
+            "Finding ID",
+            "findingId",
+            "Secret type",
+            "Sensitive content URL",
+            "Findings count",
+            "Page",
+            "Space key",
+        ] {
+            assert!(!is_sensitive_name(name), "{name}");
+        }
+        let v = apply(Some("Rule name"), "AWS key", false);
         assert_eq!(v, "AWS key");
-        let v = apply(
-            Some("Matched text"),
-            Cow::Borrowed("AKIAIOSFODNN7EXAMPLE"),
-            true,
-        );
+        let v = apply(Some("Matched text"), "AKIAIOSFODNN7EXAMPLE", true);
         assert_eq!(v, "AKIAIOSFODNN7EXAMPLE");
     }
 }

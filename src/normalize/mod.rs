@@ -14,10 +14,12 @@
 //! - [`split_input`] splits stdin-style input (NDJSON or a whole API page) into records.
 
 pub mod action;
-pub mod ecs;
+mod ecs;
 mod hash;
+mod json;
 pub mod mask;
 pub mod record;
+mod rfc3339;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -172,13 +174,25 @@ impl<'a> Record<'a> {
 /// millisecond, as 32 lowercase hex digits. The first occurrence is the hash itself; the
 /// n-th twin hashes the hash with n.
 pub fn event_id(hash: &ContentHash, occurrence: u32) -> String {
-    if occurrence == 0 {
-        return hex::encode(hash.0);
-    }
-    let mut h = blake3::Hasher::new();
-    h.update(&hash.0);
-    h.update(&occurrence.to_le_bytes());
-    hex::encode(&h.finalize().as_bytes()[..16])
+    let hex = event_id_hex(hash, occurrence);
+    std::str::from_utf8(&hex).expect("hex is ASCII").to_owned()
+}
+
+/// [`event_id`] without the allocation (the writer's path).
+fn event_id_hex(hash: &ContentHash, occurrence: u32) -> [u8; 32] {
+    let bytes = if occurrence == 0 {
+        hash.0
+    } else {
+        let mut h = blake3::Hasher::new();
+        h.update(&hash.0);
+        h.update(&occurrence.to_le_bytes());
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        b
+    };
+    let mut hex = [0u8; 32];
+    hex::encode_to_slice(bytes, &mut hex).expect("32 hex digits for 16 bytes");
+    hex
 }
 
 /// Append the ECS document for `record` (the `occurrence`-th identical record in its
@@ -190,8 +204,9 @@ pub fn write_ecs(
     opts: &NormalizeOptions,
     out: &mut Vec<u8>,
 ) -> Result<EventMeta, NormalizeError> {
-    let id = event_id(&record.content_hash(), occurrence);
-    ecs::write(&record.fields, record.raw, &id, created, opts, out)
+    let id = event_id_hex(&record.content_hash(), occurrence);
+    let id = std::str::from_utf8(&id).expect("hex is ASCII");
+    ecs::write(&record.fields, record.raw, id, created, opts, out)
 }
 
 /// Split stdin-style input into raw records: NDJSON (one record per line) or one whole API

@@ -13,6 +13,39 @@ use super::{Api, NormalizeError};
 
 type Text<'a> = Option<Cow<'a, str>>;
 
+/// A JSON string, borrowed from the raw text unless it has escapes. serde's own
+/// `Option<Cow<str>>` always copies (only a bare `Cow` field borrows), which made every
+/// string of every record an allocation.
+#[derive(Debug)]
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Str<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// `deserialize_with` for every optional string field: `null` or absent is `None`.
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Text<'de>, D::Error> {
+    Ok(Option::<Str<'de>>::deserialize(d)?.map(|s| s.0))
+}
+
 /// One audit record, whatever its shape.
 #[derive(Debug, Clone, Default)]
 pub struct Fields<'a> {
@@ -45,26 +78,41 @@ pub struct Fields<'a> {
     pub extra: Vec<Attribute<'a>>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// An affected object; deserialized as the DC entity spells it (`type`), legacy records
+/// are converted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Object<'a> {
+    #[serde(borrow, default, deserialize_with = "text")]
     pub name: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "text", rename = "type")]
     pub kind: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "text")]
     pub id: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "text")]
     pub uri: Text<'a>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A changed value, as the DC entity spells it (legacy `name/oldValue/newValue` converted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Change<'a> {
+    #[serde(borrow, default, deserialize_with = "text")]
     pub key: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "text", rename = "i18nKey")]
     pub i18n_key: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "text")]
     pub from: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "text")]
     pub to: Text<'a>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// An extra attribute (DC only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Attribute<'a> {
+    #[serde(borrow, default, deserialize_with = "text")]
     pub name: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "text", rename = "nameI18nKey")]
     pub name_i18n_key: Text<'a>,
+    #[serde(borrow, default, deserialize_with = "text")]
     pub value: Text<'a>,
 }
 
@@ -75,15 +123,15 @@ pub struct Attribute<'a> {
 struct AuditRecord<'a> {
     #[serde(borrow, default)]
     author: Option<LegacyAuthor<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     remote_address: Text<'a>,
     #[serde(default)]
     creation_date: Option<i64>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     summary: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     description: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     category: Text<'a>,
     #[serde(default)]
     sys_admin: Option<bool>,
@@ -100,17 +148,17 @@ struct AuditRecord<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LegacyAuthor<'a> {
-    #[serde(borrow, default, rename = "type")]
+    #[serde(borrow, default, deserialize_with = "text", rename = "type")]
     kind: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     display_name: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     username: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     user_key: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     account_id: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     account_type: Text<'a>,
     #[serde(default)]
     external_collaborator: Option<bool>,
@@ -121,20 +169,20 @@ struct LegacyAuthor<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LegacyObject<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     name: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     object_type: Text<'a>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LegacyChange<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     name: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     old_value: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     new_value: Text<'a>,
 }
 
@@ -152,16 +200,16 @@ struct Entity<'a, T> {
     #[serde(borrow, default)]
     audit_type: Option<EntityType<'a>>,
     #[serde(borrow, default)]
-    affected_objects: Option<Vec<EntityObject<'a>>>,
+    affected_objects: Option<Vec<Object<'a>>>,
     #[serde(borrow, default)]
-    changed_values: Option<Vec<EntityChange<'a>>>,
+    changed_values: Option<Vec<Change<'a>>>,
     #[serde(borrow, default)]
-    extra_attributes: Option<Vec<EntityAttribute<'a>>>,
-    #[serde(borrow, default)]
+    extra_attributes: Option<Vec<Attribute<'a>>>,
+    #[serde(borrow, default, deserialize_with = "text")]
     source: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     system: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     method: Text<'a>,
 }
 
@@ -176,67 +224,31 @@ struct FileTimestamp {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct EntityAuthor<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     id: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     name: Text<'a>,
-    #[serde(borrow, default, rename = "type")]
+    #[serde(borrow, default, deserialize_with = "text", rename = "type")]
     kind: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     uri: Text<'a>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct EntityType<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     category: Text<'a>,
-    #[serde(borrow, default, rename = "categoryI18nKey")]
+    #[serde(borrow, default, deserialize_with = "text", rename = "categoryI18nKey")]
     category_key: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     action: Text<'a>,
-    #[serde(borrow, default, rename = "actionI18nKey")]
+    #[serde(borrow, default, deserialize_with = "text", rename = "actionI18nKey")]
     action_key: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     area: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     level: Text<'a>,
-}
-
-#[derive(Deserialize)]
-struct EntityObject<'a> {
-    #[serde(borrow, default)]
-    name: Text<'a>,
-    #[serde(borrow, default, rename = "type")]
-    kind: Text<'a>,
-    #[serde(borrow, default)]
-    id: Text<'a>,
-    #[serde(borrow, default)]
-    uri: Text<'a>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EntityChange<'a> {
-    #[serde(borrow, default)]
-    key: Text<'a>,
-    #[serde(borrow, default, rename = "i18nKey")]
-    i18n_key: Text<'a>,
-    #[serde(borrow, default)]
-    from: Text<'a>,
-    #[serde(borrow, default)]
-    to: Text<'a>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EntityAttribute<'a> {
-    #[serde(borrow, default)]
-    name: Text<'a>,
-    #[serde(borrow, default, rename = "nameI18nKey")]
-    name_i18n_key: Text<'a>,
-    #[serde(borrow, default)]
-    value: Text<'a>,
 }
 
 /// Parse `raw` as a record of shape `api`.
@@ -247,12 +259,16 @@ pub fn parse(api: Api, raw: &str) -> Result<Fields<'_>, NormalizeError> {
             from_audit_record(r)
         }
         Api::Auditing => {
-            let e: Entity<'_, Cow<'_, str>> = from_str(api, raw)?;
-            let ts = e.timestamp.as_deref().ok_or(NormalizeError::Field {
-                field: "timestamp",
-                problem: "missing".into(),
-            })?;
-            let ts_ms = parse_iso_ms(ts)?;
+            let e: Entity<'_, Str<'_>> = from_str(api, raw)?;
+            let ts = e
+                .timestamp
+                .as_ref()
+                .map(|s| s.0.as_ref())
+                .ok_or(NormalizeError::Field {
+                    field: "timestamp",
+                    problem: "missing".into(),
+                })?;
+            let ts_ms = super::rfc3339::parse_ms(ts, "timestamp")?;
             Ok(from_entity(e, ts_ms, 0))
         }
         Api::File => {
@@ -301,15 +317,6 @@ fn from_str<'a, T: Deserialize<'a>>(api: Api, raw: &'a str) -> Result<T, Normali
     })
 }
 
-fn parse_iso_ms(s: &str) -> Result<i64, NormalizeError> {
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| NormalizeError::Field {
-            field: "timestamp",
-            problem: format!("{s:?} is not an ISO-8601 time ({e})"),
-        })?;
-    Ok((t.unix_timestamp_nanos().div_euclid(1_000_000)) as i64)
-}
-
 fn from_audit_record(r: AuditRecord<'_>) -> Result<Fields<'_>, NormalizeError> {
     fn object(o: LegacyObject<'_>) -> Object<'_> {
         Object {
@@ -334,8 +341,11 @@ fn from_audit_record(r: AuditRecord<'_>) -> Result<Fields<'_>, NormalizeError> {
         ..Fields::default()
     };
     if let Some(a) = r.author {
+        // Cloud still sends the deprecated `username`, set to the account id: not a name.
+        f.author_username = a
+            .username
+            .filter(|u| a.account_id.as_deref() != Some(u.as_ref()));
         f.author_id = a.account_id.filter(|s| !s.is_empty()).or(a.user_key);
-        f.author_username = a.username;
         f.author_display = a.display_name;
         f.author_type = a.kind;
         f.account_type = a.account_type;
@@ -374,11 +384,11 @@ fn from_entity<'a, T>(e: Entity<'a, T>, ts_ms: i64, sub_ms_nanos: u32) -> Fields
         ..Fields::default()
     };
     if let Some(a) = e.author {
-        f.author_username = a
-            .uri
-            .as_deref()
-            .and_then(username_from_uri)
-            .map(|u| Cow::Owned(u.into_owned()));
+        f.author_username = match &a.uri {
+            Some(Cow::Borrowed(uri)) => username_from_uri(uri),
+            Some(Cow::Owned(uri)) => username_from_uri(uri).map(|u| Cow::Owned(u.into_owned())),
+            None => None,
+        };
         f.author_id = a.id;
         f.author_display = a.name;
         f.author_type = a.kind;
@@ -392,46 +402,61 @@ fn from_entity<'a, T>(e: Entity<'a, T>, ts_ms: i64, sub_ms_nanos: u32) -> Fields
         f.area = t.area;
         f.level = t.level;
     }
-    f.affected = e
-        .affected_objects
-        .into_iter()
-        .flatten()
-        .map(|o| Object {
-            name: o.name,
-            kind: o.kind,
-            id: o.id,
-            uri: o.uri,
-        })
-        .collect();
-    f.changed = e
-        .changed_values
-        .into_iter()
-        .flatten()
-        .map(|c| Change {
-            key: c.key,
-            i18n_key: c.i18n_key,
-            from: c.from,
-            to: c.to,
-        })
-        .collect();
-    f.extra = e
-        .extra_attributes
-        .into_iter()
-        .flatten()
-        .map(|a| Attribute {
-            name: a.name,
-            name_i18n_key: a.name_i18n_key,
-            value: a.value,
-        })
-        .collect();
+    // Already in the one shape: moved, not copied.
+    f.affected = e.affected_objects.unwrap_or_default();
+    f.changed = e.changed_values.unwrap_or_default();
+    f.extra = e.extra_attributes.unwrap_or_default();
     f
 }
 
 /// `http://wiki/admin/users/viewuser.action?username=jadmin` → `jadmin`.
+/// Plain values (the usual case) are sliced out; encoded ones are decoded.
 fn username_from_uri(uri: &str) -> Option<Cow<'_, str>> {
     let query = uri.split_once('?')?.1;
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "username")
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
+    let query = query.split('#').next().unwrap_or(query);
+    let value = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("username="))?;
+    if value.bytes().any(|b| b == b'%' || b == b'+') {
+        return url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "username")
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_empty());
+    }
+    (!value.is_empty()).then_some(Cow::Borrowed(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_borrow_unless_escaped() {
+        let raw = r#"{"timestamp":"2025-11-25T04:00:00.123Z","author":{"name":"Jane","id":"J\u0061ne"},"affectedObjects":[{"name":"Home","type":"Page"}]}"#;
+        let f = parse(Api::Auditing, raw).unwrap();
+        assert!(matches!(f.author_display, Some(Cow::Borrowed("Jane"))));
+        assert!(matches!(&f.author_id, Some(Cow::Owned(s)) if s == "Jane"));
+        assert!(matches!(f.affected[0].name, Some(Cow::Borrowed("Home"))));
+        let legacy = r#"{"creationDate":1,"summary":"User created","author":{"username":null}}"#;
+        let f = parse(Api::Legacy, legacy).unwrap();
+        assert!(matches!(f.action, Some(Cow::Borrowed("User created"))));
+        assert!(f.author_username.is_none());
+    }
+
+    #[test]
+    fn username_from_the_author_uri() {
+        let u = |s| username_from_uri(s).map(Cow::into_owned);
+        assert_eq!(
+            u("http://w/viewuser.action?username=jadmin").as_deref(),
+            Some("jadmin")
+        );
+        assert_eq!(
+            u("http://w/v?x=1&username=j%40x+y#top").as_deref(),
+            Some("j@x y")
+        );
+        assert_eq!(u("http://w/v?x=1&username=jo#top").as_deref(), Some("jo"));
+        assert_eq!(u("http://w/v?ausername=no"), None);
+        assert_eq!(u("http://w/v?username="), None);
+        assert_eq!(u("http://w/v"), None);
+    }
 }
