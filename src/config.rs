@@ -257,6 +257,8 @@ pub enum SinkKind {
     Stdout,
     /// Syslog over UDP, TCP or TLS (RFC 5424/3164; JSON, CEF or LEEF payloads).
     Syslog(Box<crate::sink::syslog::SyslogConfig>),
+    /// Kafka topic, at least once, keyed by `event.id`.
+    Kafka(Box<crate::sink::kafka::KafkaConfig>),
 }
 
 impl SinkKind {
@@ -265,6 +267,7 @@ impl SinkKind {
             SinkKind::File { .. } => "file",
             SinkKind::Stdout => "stdout",
             SinkKind::Syslog(_) => "syslog",
+            SinkKind::Kafka(_) => "kafka",
         }
     }
 }
@@ -493,6 +496,9 @@ impl Config {
             }
             if let SinkKind::Syslog(syslog) = &s.kind {
                 syslog.validate().map_err(|(k, p)| err(key(&k), &p))?;
+            }
+            if let SinkKind::Kafka(kafka) = &s.kind {
+                kafka.validate().map_err(|(k, p)| err(key(&k), &p))?;
             }
         }
         Ok(())

@@ -7,6 +7,7 @@
 //! [`worker`], so a new sink is only its own protocol. One folder (or file) per kind.
 
 pub mod file;
+pub mod kafka;
 pub mod stdout;
 pub mod syslog;
 pub mod worker;
