@@ -169,12 +169,14 @@ impl KafkaConfig {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", self.compression.as_str())
-            .set("message.timeout.ms", timeout_ms.to_string())
-            // A request must time out before the message does, or no retry ever happens.
-            .set(
+            .set("message.timeout.ms", timeout_ms.to_string());
+        // A request must time out before its message does, or librdkafka never retries it.
+        if !self.librdkafka.contains_key("request.timeout.ms") {
+            c.set(
                 "request.timeout.ms",
                 (timeout_ms / 2).clamp(1, 30_000).to_string(),
             );
+        }
         Ok(c)
     }
 
