@@ -182,7 +182,10 @@ fn a_dead_broker_means_retry_and_delivery_resumes_when_it_is_back() {
                 outcome = Some(o);
                 break;
             }
-            _ => std::thread::sleep(Duration::from_millis(500)),
+            other => {
+                eprintln!("after restart: {other:?}");
+                std::thread::sleep(Duration::from_millis(500))
+            }
         }
     }
     assert!(outcome.is_some(), "no delivery after the broker came back");

@@ -161,6 +161,9 @@ impl KafkaSink {
     }
 }
 
+/// Metrics label of the failures after which the producer is replaced.
+const FENCED: &str = "producer_fenced";
+
 /// Sort a librdkafka error into what the worker should do with the event.
 fn classify(e: &KafkaError) -> Report {
     use RDKafkaErrorCode as C;
@@ -194,6 +197,17 @@ fn classify(e: &KafkaError) -> Report {
                 reason,
             }
         }
+        // The broker no longer accepts this producer's identity (it lost or expired its
+        // state, or another producer took over): only a new producer gets a new one.
+        C::ProducerFenced
+        | C::UnknownProducerId
+        | C::InvalidProducerEpoch
+        | C::InvalidProducerIdMapping
+        | C::OutOfOrderSequenceNumber
+        | C::Fatal => Report::Retry {
+            kind: FENCED,
+            reason,
+        },
         C::Authentication | C::SaslAuthenticationFailed | C::ClusterAuthorizationFailed => {
             Report::Retry {
                 kind: "auth",
@@ -261,6 +275,14 @@ impl Sink for KafkaSink {
                 let alone = self.produce(&producer, &[&batch[i]]).await;
                 reports[i] = alone.into_iter().next().expect("one report for one event");
             }
+        }
+
+        if reports
+            .iter()
+            .any(|r| matches!(r, Report::Retry { kind: FENCED, .. }))
+        {
+            tracing::warn!(sink = %self.name, "the broker refused the producer's identity; the next attempt uses a new producer");
+            self.producer = None;
         }
 
         let delivered = reports
