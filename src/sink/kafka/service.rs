@@ -142,7 +142,7 @@ impl KafkaSink {
                 .headers(headers);
             pending.push(producer.send_result(record).map_err(|(e, _)| classify(&e)));
         }
-        let reports = join_all(pending.into_iter().map(|p| async move {
+        join_all(pending.into_iter().map(|p| async move {
             match p {
                 Err(report) => report,
                 Ok(future) => match future.await {
@@ -156,8 +156,7 @@ impl KafkaSink {
                 },
             }
         }))
-        .await;
-        reports
+        .await
     }
 }
 
