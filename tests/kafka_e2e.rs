@@ -112,6 +112,19 @@ fn read_both(brokers: &str) -> (Vec<Received>, Vec<Received>, BTreeMap<String, u
     (events, alerts, all)
 }
 
+/// [`common::wait_until`], with the daemon's logs when it times out.
+fn wait_for(scratch: &Scratch, limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !f() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}\nlogs:\n{}",
+            scratch.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn deduped(m: &BTreeMap<String, usize>) -> BTreeMap<String, usize> {
     m.keys().map(|k| (k.clone(), 1)).collect()
 }
@@ -187,7 +200,8 @@ fn broker_down_at_start_events_wait_and_arrive_when_it_is_up() {
     let daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
 
     // The other sink goes on: the whole history reaches the file while Kafka is down.
-    common::wait_until(
+    wait_for(
+        &scratch,
         Duration::from_secs(60),
         "the file sink to get the history",
         || contains_history(&ids_in_file(&scratch.path("events.ndjson"))),
@@ -196,9 +210,12 @@ fn broker_down_at_start_events_wait_and_arrive_when_it_is_up() {
     std::thread::sleep(Duration::from_secs(4));
 
     broker.up();
-    common::wait_until(Duration::from_secs(90), "the history in Kafka", || {
-        contains_history(&read_both(&broker.address()).2)
-    });
+    wait_for(
+        &scratch,
+        Duration::from_secs(90),
+        "the history in Kafka",
+        || contains_history(&read_both(&broker.address()).2),
+    );
     let (status, _) = daemon.terminate();
     assert!(
         status.success(),
