@@ -259,6 +259,8 @@ pub enum SinkKind {
     Syslog(Box<crate::sink::syslog::SyslogConfig>),
     /// Kafka topic, at least once, keyed by `event.id`.
     Kafka(Box<crate::sink::kafka::KafkaConfig>),
+    /// Elasticsearch `_bulk` into a data stream or index, exactly once by `_id`.
+    Elasticsearch(Box<crate::sink::elasticsearch::ElasticsearchConfig>),
 }
 
 impl SinkKind {
@@ -268,6 +270,7 @@ impl SinkKind {
             SinkKind::Stdout => "stdout",
             SinkKind::Syslog(_) => "syslog",
             SinkKind::Kafka(_) => "kafka",
+            SinkKind::Elasticsearch(_) => "elasticsearch",
         }
     }
 }
@@ -338,7 +341,7 @@ mod defaults {
         1000
     }
     pub fn slice_max_records() -> usize {
-        5_000
+        2_000
     }
     pub fn request_timeout() -> Duration {
         Duration::from_secs(30)
@@ -499,6 +502,9 @@ impl Config {
             }
             if let SinkKind::Kafka(kafka) = &s.kind {
                 kafka.validate().map_err(|(k, p)| err(key(&k), &p))?;
+            }
+            if let SinkKind::Elasticsearch(es) = &s.kind {
+                es.validate().map_err(|(k, p)| err(key(&k), &p))?;
             }
         }
         Ok(())

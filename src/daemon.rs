@@ -118,7 +118,23 @@ impl Daemon {
             "running"
         );
         let watchdog = systemd_ready();
-        let exit = signal().await;
+        let exit = tokio::select! {
+            exit = signal() => exit,
+            reason = self.store.failed() => {
+                // No drain: nothing can be acknowledged any more. What was queued stays
+                // queued on disk; the service manager restarts us once the disk is fixed.
+                self.mode_tx.send_replace(RunMode::Stop);
+                while polling.join_next().await.is_some() {}
+                while sinks.join_next().await.is_some() {}
+                if let Some(task) = server {
+                    task.abort();
+                }
+                anyhow::bail!(
+                    "the state store in {} failed: {reason}; stopping so that it is reopened cleanly (nothing was lost: un-acknowledged events stay queued, unread windows are read again)",
+                    self.config.state.dir.display()
+                );
+            }
+        };
         let _ = sd_notify::notify(&[if exit == Exit::Reload {
             sd_notify::NotifyState::Reloading
         } else {
@@ -215,10 +231,15 @@ impl Daemon {
     }
 
     async fn finish(&self, mut sinks: JoinSet<()>, drain_timeout: Duration) {
-        let drained = tokio::time::timeout(drain_timeout, async {
-            while sinks.join_next().await.is_some() {}
-        })
-        .await;
+        let drained = tokio::select! {
+            d = tokio::time::timeout(drain_timeout, async {
+                while sinks.join_next().await.is_some() {}
+            }) => d,
+            reason = self.store.failed() => {
+                tracing::error!(%reason, "state store failed; not draining");
+                Ok(())
+            }
+        };
         if drained.is_err() {
             tracing::warn!(
                 "drain timeout reached; undelivered events stay queued for the next start"
@@ -273,6 +294,13 @@ fn spawn_sink(
             // Validated with the config, so construction cannot fail here.
             let sink = KafkaSink::new(name.clone(), (**kafka).clone())
                 .expect("kafka sink settings were validated");
+            set.spawn(worker::run(name, sink, settings, ctx, status).instrument(span))
+        }
+        SinkKind::Elasticsearch(es) => {
+            // Validated with the config (PEM files read, secrets resolved) before we get here.
+            let sink =
+                crate::sink::elasticsearch::ElasticsearchSink::new(name.clone(), (**es).clone())
+                    .expect("elasticsearch sink settings were validated");
             set.spawn(worker::run(name, sink, settings, ctx, status).instrument(span))
         }
     };

@@ -122,7 +122,6 @@ fn metrics_match_what_was_delivered_and_readyz_follows_the_source() {
         forbidden: true,
         ..Faults::default()
     });
-    let mut body = String::new();
     let logs = || scratch.logs();
     let started = Instant::now();
     while get(&format!("{base}/readyz")).0 != 503 {
@@ -133,7 +132,7 @@ fn metrics_match_what_was_delivered_and_readyz_follows_the_source() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    body = get(&format!("{base}/readyz")).1;
+    let body = get(&format!("{base}/readyz")).1;
     assert!(body.contains("wiki") && body.contains("403"), "{body}");
     let text = get(&format!("{base}/metrics")).1;
     assert!(

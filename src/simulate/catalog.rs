@@ -357,6 +357,13 @@ const SECRETS: &[&str] = &[
     "078-05-1120",
 ];
 
+/// [`Compact::user`] of an event the system wrote (Cloud: `displayName: "System"`, no
+/// account id; DC: author id `-1`).
+pub const SYSTEM_USER: u16 = u16::MAX;
+/// [`Compact::user`] of an anonymous event (a failed login of an unknown user; DC author id
+/// `-2`).
+pub const ANONYMOUS_USER: u16 = u16::MAX - 1;
+
 /// A stored event: a few integers; everything else is derived from them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Compact {
@@ -377,9 +384,24 @@ pub fn draw(rng: &mut StdRng, kind: Option<usize>) -> Compact {
             rng.random_range(SOTERI_KINDS..KINDS.len())
         }
     });
+    let user = rng.random_range(0..USERS.len()) as u16;
+    // Some events have no person behind them: group sync and app updates are the system's,
+    // failed logins of unknown names are anonymous.
+    let user = match KINDS[kind].action_key {
+        "audit.logging.summary.login.failed" if rng.random_bool(0.3) => ANONYMOUS_USER,
+        "audit.logging.summary.group.membership.added"
+        | "audit.logging.summary.group.created"
+        | "audit.logging.summary.plugin.enabled"
+        | "audit.logging.summary.plugin.installed"
+            if rng.random_bool(0.25) =>
+        {
+            SYSTEM_USER
+        }
+        _ => user,
+    };
     Compact {
         kind: kind as u16,
-        user: rng.random_range(0..USERS.len()) as u16,
+        user,
         ip: rng.random_range(1..250),
         detail_seed: rng.random(),
     }
@@ -435,7 +457,11 @@ pub struct Attribute {
 pub fn expand(ts_ms: i64, c: Compact, base: &str) -> Record {
     let kind = &KINDS[c.kind as usize];
     let mut rng = StdRng::seed_from_u64(c.detail_seed as u64 ^ ((c.kind as u64) << 40));
-    let (username, display) = USERS[c.user as usize];
+    let (username, display) = match c.user {
+        SYSTEM_USER => ("system", "System"),
+        ANONYMOUS_USER => ("anonymous", "Anonymous"),
+        u => USERS[u as usize % USERS.len()],
+    };
     let pick = |rng: &mut StdRng, n: usize| rng.random_range(0..n);
     let (space_key, space_name, space_id) = SPACES[pick(&mut rng, SPACES.len())];
     let page = PAGES[pick(&mut rng, PAGES.len())];
@@ -616,7 +642,11 @@ pub fn expand(ts_ms: i64, c: Compact, base: &str) -> Record {
     Record {
         ts_ms,
         author: Author {
-            id: user_key(username),
+            id: match c.user {
+                SYSTEM_USER => "-1".into(),
+                ANONYMOUS_USER => "-2".into(),
+                _ => user_key(username),
+            },
             username: username.into(),
             display_name: display.into(),
         },
@@ -636,4 +666,17 @@ pub fn expand(ts_ms: i64, c: Compact, base: &str) -> Record {
 pub fn user_key(username: &str) -> String {
     let h = blake3::hash(username.as_bytes());
     hex::encode(&h.as_bytes()[..16])
+}
+
+/// A stable UUID-shaped id for `name` (Cloud group directory suffixes).
+pub fn uuid_of(name: &str) -> String {
+    let h = hex::encode(&blake3::hash(name.as_bytes()).as_bytes()[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }

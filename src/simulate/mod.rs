@@ -7,16 +7,27 @@
 //! millisecond bounds, a silently capped `limit`, `_links.next` / `pagingInfo`, an "Audit Log
 //! search performed" event written by every advanced-auditing query, many records in one
 //! millisecond, byte-identical twins, late commits, clock skew, and switchable faults (429
-//! and 503 with `Retry-After`, 500, slow answers, truncated bodies).
+//! and 503 with `Retry-After`, 500, slow answers, truncated bodies, connections cut
+//! mid-body).
 //!
 //! [`Simulator::ground_truth`] renders every stored record exactly as the API would, so
 //! tests can compare what a sink received with what Confluence holds.
+//!
+//! Known liberty: the Cloud endpoint serves the same store as the others, Soteri events
+//! included, although Soteri's Cloud app cannot write to the Atlassian audit log.
+//!
+//! Layout: [`catalog`] generates the seeded data (the 24 Soteri events and common Confluence
+//! ones), [`render`] writes a record in each API's shape, `store` keeps records sorted for
+//! paging, `faults` rolls injected faults, `server` answers HTTP, `options` is the
+//! `simulate` subcommand.
 
 pub mod catalog;
+mod faults;
+mod options;
 pub mod render;
 mod server;
+mod store;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,7 +37,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::normalize::Api;
-use catalog::{Compact, Record};
+use catalog::Record;
+pub use faults::{Fault, Faults};
+pub use options::{SimulateOptions, serve_forever};
+use store::{Store, Stored};
 
 /// How the simulated instance behaves.
 #[derive(Debug, Clone)]
@@ -65,51 +79,12 @@ pub enum SimAuth {
     Bearer(String),
 }
 
-/// Faults to inject. Probabilities apply to every request; `next` faults are served first,
-/// one per request.
-#[derive(Debug, Clone, Default)]
-pub struct Faults {
-    pub rate_limit: f64,
-    pub unavailable: f64,
-    pub server_error: f64,
-    pub truncate: f64,
-    pub slow: f64,
-    pub slow_by: Duration,
-    pub retry_after_secs: u64,
-    pub next: Vec<Fault>,
-    /// Answer 403 to everything (a user without the administrator permission).
-    pub forbidden: bool,
-}
-
-/// One injected fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// 429 with `Retry-After`.
-    RateLimit,
-    /// 503 with `Retry-After`.
-    Unavailable,
-    /// 500.
-    ServerError,
-    /// 200 with the first part of the body only.
-    Truncate,
-    /// Answer after `slow_by`.
-    Slow,
-}
-
-/// A stored event.
-#[derive(Debug, Clone)]
-enum Stored {
-    Compact(Compact),
-    Full(Arc<Record>),
-}
-
 struct Shared {
     cfg: SimConfig,
-    /// (time ms, insertion id) → event. Newest first is a reverse range.
-    events: RwLock<BTreeMap<(i64, u64), Stored>>,
-    next_id: AtomicU64,
+    store: RwLock<Store>,
+    /// Draws the data; seeded, so the same calls give the same records.
     rng: Mutex<StdRng>,
-    faults: Mutex<Faults>,
+    faults: Mutex<faults::FaultState>,
     requests: AtomicU64,
     faults_served: AtomicU64,
 }
@@ -125,11 +100,10 @@ impl Simulator {
         let rng = StdRng::seed_from_u64(cfg.seed);
         Simulator {
             shared: Arc::new(Shared {
+                faults: Mutex::new(faults::FaultState::new(cfg.seed)),
                 cfg,
-                events: RwLock::default(),
-                next_id: AtomicU64::new(1),
+                store: RwLock::default(),
                 rng: Mutex::new(rng),
-                faults: Mutex::default(),
                 requests: AtomicU64::new(0),
                 faults_served: AtomicU64::new(0),
             }),
@@ -150,17 +124,17 @@ impl Simulator {
         server::serve(self.clone(), addr).await
     }
 
-    fn insert(&self, ts_ms: i64, ev: Stored) {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+    fn insert(&self, ts_ms: i64, ev: Stored) -> u64 {
         self.shared
-            .events
+            .store
             .write()
-            .expect("events lock")
-            .insert((ts_ms, id), ev);
+            .expect("store lock")
+            .insert(ts_ms, ev)
     }
 
-    /// `n` realistic events spread over `[from_ms, to_ms]`: every Soteri kind at least once
-    /// (when `n` allows), about 1% identical twins and a few bursts in one millisecond.
+    /// `n` realistic events spread over `[from_ms, to_ms]`: every one of the 24 Soteri kinds
+    /// at least once (when `n >= 24`), about 1% identical twins, some runs of 3 to 11
+    /// identical records and some different records sharing a millisecond.
     pub fn seed_history(&self, n: usize, from_ms: i64, to_ms: i64) {
         let mut rng = self.shared.rng.lock().expect("rng lock");
         let mut batch = Vec::with_capacity(n);
@@ -168,8 +142,13 @@ impl Simulator {
         let mut i = 0;
         while i < n {
             let ts = from_ms + rng.random_range(0..=span);
-            let forced = (i < catalog::SOTERI_KINDS).then_some(i);
-            let ev = catalog::draw(&mut rng, forced);
+            // The first 24 records are one of each Soteri kind, plain.
+            if i < catalog::SOTERI_KINDS {
+                batch.push((ts, catalog::draw(&mut rng, Some(i))));
+                i += 1;
+                continue;
+            }
+            let ev = catalog::draw(&mut rng, None);
             let roll: f64 = rng.random();
             let copies = if roll < 0.01 {
                 2 // identical twins
@@ -189,18 +168,26 @@ impl Simulator {
             }
         }
         drop(rng);
-        let mut events = self.shared.events.write().expect("events lock");
-        for (ts, ev) in batch {
-            let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-            events.insert((ts, id), Stored::Compact(ev));
-        }
+        self.shared
+            .store
+            .write()
+            .expect("store lock")
+            .extend(batch.into_iter().map(|(ts, ev)| (ts, Stored::Compact(ev))));
     }
 
     /// One random event at `ts_ms` (a late commit when `ts_ms` is in the past); `kind` is an
-    /// index into [`catalog::KINDS`]. Returns how many records were inserted (1).
+    /// index into [`catalog::KINDS`] (the first [`catalog::SOTERI_KINDS`] are Soteri's).
     pub fn insert_random(&self, ts_ms: i64, kind: Option<usize>) {
         let ev = catalog::draw(&mut self.shared.rng.lock().expect("rng lock"), kind);
         self.insert(ts_ms, Stored::Compact(ev));
+    }
+
+    /// A late commit: one random event inserted now, stamped `delay_ms` before the
+    /// simulator's now. Returns its timestamp.
+    pub fn insert_late(&self, delay_ms: i64) -> i64 {
+        let ts = self.now_ms() - delay_ms;
+        self.insert_random(ts, None);
+        ts
     }
 
     /// `n` different events in one millisecond.
@@ -255,8 +242,9 @@ impl Simulator {
         ArrivalHandle { task }
     }
 
+    /// Replace the injected faults (takes effect on the next request).
     pub fn set_faults(&self, faults: Faults) {
-        *self.shared.faults.lock().expect("faults lock") = faults;
+        self.shared.faults.lock().expect("faults lock").faults = faults;
     }
 
     /// Requests answered, and how many of them with a fault.
@@ -269,7 +257,7 @@ impl Simulator {
 
     /// How many records are stored.
     pub fn len(&self) -> usize {
-        self.shared.events.read().expect("events lock").len()
+        self.shared.store.read().expect("store lock").len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -283,12 +271,13 @@ impl Simulator {
 
     /// The stored records in `[from_ms, to_ms]`, oldest first, rendered as `api` returns them.
     pub fn ground_truth_between(&self, api: Api, from_ms: i64, to_ms: i64) -> Vec<String> {
-        let events = self.shared.events.read().expect("events lock");
-        events
-            .range((from_ms, 0)..=(to_ms, u64::MAX))
-            .map(|((ts, _), ev)| {
+        let store = self.shared.store.read().expect("store lock");
+        store
+            .window(from_ms, to_ms)
+            .iter()
+            .map(|e| {
                 let mut out = Vec::new();
-                self.render(api, *ts, ev, &mut out);
+                self.render(api, e.ts, &e.ev, &mut out);
                 String::from_utf8(out).expect("JSON is UTF-8")
             })
             .collect()
@@ -326,13 +315,22 @@ impl Drop for ArrivalHandle {
     }
 }
 
-/// A running simulator server; stops when dropped.
+/// A running simulator server; stops when dropped or shut down.
 pub struct SimServer {
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl SimServer {
+    /// Stop accepting, close idle connections, and wait for answers in flight.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
     /// `http://ADDR`, the URL to configure a source with.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -341,83 +339,9 @@ impl SimServer {
 
 impl Drop for SimServer {
     fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// `simulate` subcommand options.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SimulateOptions {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8090")]
-    pub listen: SocketAddr,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Records to pre-seed, spread over the last `--history-span`.
-    #[arg(long, default_value_t = 5000)]
-    pub history: usize,
-    #[arg(long, default_value = "24h", value_parser = crate::config::parse_duration)]
-    pub history_span: Duration,
-    /// New events per second (0: none).
-    #[arg(long, default_value_t = 1.0)]
-    pub rate: f64,
-    /// The server's silent cap on page size.
-    #[arg(long, default_value_t = 1000)]
-    pub page_cap: usize,
-    /// Fraction of requests answered 429 with Retry-After.
-    #[arg(long, default_value_t = 0.0)]
-    pub fault_429: f64,
-    /// Fraction of requests answered 500.
-    #[arg(long, default_value_t = 0.0)]
-    pub fault_500: f64,
-    /// Fraction of requests answered with a truncated body.
-    #[arg(long, default_value_t = 0.0)]
-    pub fault_truncate: f64,
-    /// Require HTTP Basic auth with this user:password.
-    #[arg(long)]
-    pub basic_auth: Option<String>,
-}
-
-/// Serve until Ctrl-C / SIGTERM.
-pub async fn serve_forever(opts: SimulateOptions) -> anyhow::Result<()> {
-    let auth = match &opts.basic_auth {
-        Some(up) => {
-            let (u, p) = up
-                .split_once(':')
-                .ok_or_else(|| anyhow::anyhow!("--basic-auth wants user:password"))?;
-            SimAuth::Basic {
-                username: u.into(),
-                password: p.into(),
-            }
+        // Graceful: idle keep-alive connections close too, so a "down" Confluence is down.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
-        None => SimAuth::None,
-    };
-    let sim = Simulator::new(SimConfig {
-        seed: opts.seed,
-        page_cap: opts.page_cap,
-        auth,
-        ..SimConfig::default()
-    });
-    let now = sim.now_ms();
-    sim.seed_history(
-        opts.history,
-        now - opts.history_span.as_millis() as i64,
-        now,
-    );
-    sim.set_faults(Faults {
-        rate_limit: opts.fault_429,
-        server_error: opts.fault_500,
-        truncate: opts.fault_truncate,
-        retry_after_secs: 1,
-        ..Faults::default()
-    });
-    let server = sim.serve(opts.listen).await?;
-    let _arrivals = (opts.rate > 0.0).then(|| sim.start_arrivals(opts.rate, ArrivalMix::default()));
-    tracing::info!(
-        url = %server.url(),
-        records = sim.len(),
-        "simulator serving /rest/api/audit, /wiki/rest/api/audit, /rest/auditing/1.0/events"
-    );
-    crate::daemon::wait_for_stop().await;
-    Ok(())
+    }
 }

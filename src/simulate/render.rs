@@ -80,11 +80,13 @@ struct Entity<'a> {
 #[serde(rename_all = "camelCase")]
 struct EntityAuthor<'a> {
     name: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
     id: &'a str,
-    uri: String,
-    avatar_uri: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    avatar_uri: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -141,13 +143,15 @@ fn audit_record(api: Api, r: &Record, out: &mut Vec<u8>) {
     let object = |o: &Object| LegacyObject {
         // Cloud group names carry a directory suffix.
         name: if cloud && o.kind == "Group" {
-            format!("{}:{}", o.name, &super::catalog::user_key(&o.name)[..8])
+            format!("{}:{}", o.name, super::catalog::uuid_of(&o.name))
         } else {
             o.name.clone()
         },
         object_type: o.kind.clone(),
     };
     let system = r.author.username == "system";
+    // Nobody to name: the system, or an anonymous caller.
+    let nobody = system || r.author.username == "anonymous";
     let mut changed: Vec<LegacyChange<'_>> = r
         .changed
         .iter()
@@ -177,11 +181,11 @@ fn audit_record(api: Api, r: &Record, out: &mut Vec<u8>) {
             },
             operations: None,
             is_external_collaborator: false,
-            username: (!cloud && !system).then_some(r.author.username.as_str()),
-            user_key: (!cloud && !system).then_some(r.author.id.as_str()),
-            account_id: (!system).then_some(r.author.id.as_str()),
-            account_type: if cloud && !system { "atlassian" } else { "" },
-            public_name: if system {
+            username: (!cloud && !nobody).then_some(r.author.username.as_str()),
+            user_key: (!cloud && !nobody).then_some(r.author.id.as_str()),
+            account_id: (!nobody).then_some(r.author.id.as_str()),
+            account_type: if cloud && !nobody { "atlassian" } else { "" },
+            public_name: if nobody {
                 "Unknown user"
             } else {
                 &r.author.display_name
@@ -207,21 +211,25 @@ fn audit_record(api: Api, r: &Record, out: &mut Vec<u8>) {
 
 fn entity(r: &Record, base: &str, out: &mut Vec<u8>) {
     let anonymous = r.author.username == "anonymous";
+    let system = r.author.username == "system";
     let e = Entity {
         timestamp: crate::source::paging::iso(r.ts_ms),
         author: EntityAuthor {
             name: &r.author.display_name,
-            kind: "user",
+            // Anonymous authors are `{"id":"-2","name":"Anonymous"}` and nothing else.
+            kind: match (anonymous, system) {
+                (true, _) => None,
+                (_, true) => Some("system"),
+                _ => Some("user"),
+            },
             id: if anonymous { "-2" } else { &r.author.id },
-            uri: if anonymous {
-                String::new()
-            } else {
+            uri: (!anonymous && !system).then(|| {
                 format!(
                     "{base}/admin/users/viewuser.action?username={}",
                     r.author.username
                 )
-            },
-            avatar_uri: "",
+            }),
+            avatar_uri: (!anonymous && !system).then_some(""),
         },
         kind: EntityType {
             category_i18n_key: &r.category_key,
@@ -265,6 +273,13 @@ fn entity(r: &Record, base: &str, out: &mut Vec<u8>) {
             .collect(),
     };
     serde_json::to_writer(out, &e).expect("writing JSON to a Vec");
+}
+
+/// `r` as one line of a DC audit log file (no newline).
+pub fn render_file_line(r: &Record, base: &str) -> String {
+    let mut out = Vec::new();
+    file_line(r, base, &mut out);
+    String::from_utf8(out).expect("JSON is UTF-8")
 }
 
 /// The DC audit-file line: sorted keys, `auditType`, `{epochSecond, nano}`.

@@ -6,6 +6,7 @@
 //! rejected, draining on shutdown, metrics — is the same for every kind and lives in
 //! [`worker`], so a new sink is only its own protocol. One folder (or file) per kind.
 
+pub mod elasticsearch;
 pub mod file;
 pub mod kafka;
 pub mod stdout;

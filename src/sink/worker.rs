@@ -107,6 +107,8 @@ pub async fn run<S: Sink>(
         if *mode.borrow() == RunMode::Stop {
             return;
         }
+        // The queue grows while the sink is not ready: show it.
+        update_queue_metrics(&ctx, &name).await;
         let checkpoint = match blocking(&ctx.store, {
             let name = name.clone();
             move |s| s.checkpoint(&name)
@@ -178,6 +180,10 @@ pub async fn run<S: Sink>(
         .await
         {
             Ok(b) => b,
+            Err(e) if e.is_io() => {
+                tracing::error!(error = %e, "state store failed; sink stops");
+                return;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read sink queue");
                 status.fail(e.to_string());
@@ -226,6 +232,12 @@ pub async fn run<S: Sink>(
                     move |s| s.ack(&name, &delivered, &rejected, outcome.checkpoint.as_deref())
                 })
                 .await;
+                if let Err(e) = &acked
+                    && e.is_io()
+                {
+                    tracing::error!(error = %e, "state store failed; sink stops (the batch is delivered again after restart)");
+                    return;
+                }
                 if let Err(e) = acked {
                     // Delivered but not acknowledged: it will be delivered again, and the
                     // destination deduplicates on event.id.
@@ -326,10 +338,21 @@ pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&Store) -> Result<T, crate::state::StateError> + Send + 'static,
 ) -> Result<T, crate::state::StateError> {
     let store = store.clone();
-    match tokio::task::spawn_blocking(move || f(&store)).await {
+    let result = match tokio::task::spawn_blocking({
+        let store = store.clone();
+        move || f(&store)
+    })
+    .await
+    {
         Ok(r) => r,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    if let Err(e) = &result
+        && e.is_io()
+    {
+        store.mark_failed(e.to_string());
     }
+    result
 }
 
 /// Sleep, unless told to stop first. True when stopping.

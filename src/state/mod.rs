@@ -50,6 +50,19 @@ pub enum StateError {
     Corrupt { what: String, problem: String },
 }
 
+impl StateError {
+    /// The store hit an I/O error (disk full, read-only, failing disk). redb refuses every
+    /// later operation until the file is reopened, so the process must restart.
+    pub fn is_io(&self) -> bool {
+        matches!(
+            self,
+            StateError::Db(redb::Error::Io(_) | redb::Error::PreviousIo)
+                | StateError::Dir { .. }
+                | StateError::Open { .. }
+        )
+    }
+}
+
 macro_rules! db_err_from {
     ($($t:ty),*) => {$(
         impl From<$t> for StateError {
@@ -113,6 +126,9 @@ struct Inner {
     db: Database,
     path: PathBuf,
     sinks: Vec<String>,
+    /// Set once an I/O error broke the store; see [`Store::failed`].
+    failed: std::sync::Mutex<Option<String>>,
+    failed_notify: tokio::sync::Notify,
 }
 
 impl Store {
@@ -123,15 +139,22 @@ impl Store {
             source,
         })?;
         let path = dir.join("state.redb");
-        let db = Database::create(&path).map_err(|source| StateError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        // redb caches up to 1 GiB by default; the hot data (queue heads, recent counts) is
+        // small, and the process must stay small.
+        let db = redb::Builder::new()
+            .set_cache_size(8 << 20)
+            .create(&path)
+            .map_err(|source| StateError::Open {
+                path: path.clone(),
+                source,
+            })?;
         let store = Store {
             inner: Arc::new(Inner {
                 db,
                 path,
                 sinks: sinks.to_vec(),
+                failed: std::sync::Mutex::new(None),
+                failed_notify: tokio::sync::Notify::new(),
             }),
         };
         store.init_tables()?;
@@ -140,6 +163,26 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Record that an I/O error broke the store (the first reason wins).
+    pub fn mark_failed(&self, reason: String) {
+        let mut failed = self.inner.failed.lock().expect("failed lock");
+        if failed.is_none() {
+            *failed = Some(reason);
+            self.inner.failed_notify.notify_waiters();
+        }
+    }
+
+    /// Resolves with the reason once an I/O error broke the store.
+    pub async fn failed(&self) -> String {
+        loop {
+            let notified = self.inner.failed_notify.notified();
+            if let Some(r) = self.inner.failed.lock().expect("failed lock").clone() {
+                return r;
+            }
+            notified.await;
+        }
     }
 
     /// The sinks this store fans out to.

@@ -1,0 +1,257 @@
+//! End-to-end benchmark: simulator → daemon (durable queue) → file sink, as separate
+//! processes, measured from the outside.
+//!
+//! `cargo bench --bench e2e` (or `-- --records 1000000`) prints, for a backfill of N
+//! records: events/s, CPU seconds per 100k events, peak RSS (from `/usr/bin/time -v`), then
+//! for a steady arrival rate: record-to-sink latency p50/p99 and steady-state RSS, and the
+//! time from start to first poll. Every run also checks that the file holds every record
+//! exactly once, so a fast wrong answer cannot pass for a fast one.
+
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_confluence-audit-forwarder");
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Start `simulate` with `history` records and wait until it answers.
+fn simulator(history: usize, rate: f64, span: &str) -> (Proc, String) {
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args(["simulate", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--history", &history.to_string(), "--history-span", span])
+        .args(["--rate", &rate.to_string(), "--page-cap", "1000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start simulator");
+    let url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "simulator did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (Proc(child), url)
+}
+
+fn config(dir: &Path, url: &str, poll: &str, lag: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[[source]]
+name = "bench"
+url = "{url}"
+api = "auditing"
+poll_interval = "{poll}"
+lag = "{lag}"
+start_at = "beginning"
+page_size = 1000
+[state]
+dir = "{state}"
+[[sink]]
+name = "file"
+type = "file"
+path = "{out}"
+[server]
+listen = ""
+[log]
+level = "warn"
+"#,
+            state = dir.join("state").display(),
+            out = dir.join("events.ndjson").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// (value, line) from `/usr/bin/time -v` output.
+fn time_field(report: &str, name: &str) -> f64 {
+    report
+        .lines()
+        .find(|l| l.trim_start().starts_with(name))
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn wall_seconds(report: &str) -> f64 {
+    let line = report
+        .lines()
+        .find(|l| l.contains("Elapsed (wall clock)"))
+        .unwrap_or("");
+    let v = line.rsplit(": ").next().unwrap_or("0").trim();
+    v.split(':').fold(0.0, |acc, part| {
+        acc * 60.0 + part.parse::<f64>().unwrap_or(0.0)
+    })
+}
+
+fn count_lines(path: &Path) -> usize {
+    BufReader::new(std::fs::File::open(path).unwrap())
+        .lines()
+        .count()
+}
+
+fn backfill(records: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, url) = simulator(records, 0.0, "7d");
+    let cfg = config(dir.path(), &url, "1s", "0s");
+    let out = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(BIN)
+        .args(["once", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("/usr/bin/time (Debian package `time`)");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "once failed: {report}");
+    let delivered = count_lines(&dir.path().join("events.ndjson"));
+    let wall = wall_seconds(&report);
+    let cpu =
+        time_field(&report, "User time (seconds)") + time_field(&report, "System time (seconds)");
+    let rss_kib = time_field(&report, "Maximum resident set size (kbytes)");
+    println!("backfill of {records} records (DC advanced auditing API, 1000 per page) → file sink");
+    println!(
+        "  delivered          {delivered} (exactly the simulator's {records}: {})",
+        delivered == records
+    );
+    println!("  wall time          {wall:.2} s");
+    println!(
+        "  throughput         {:.0} events/s",
+        delivered as f64 / wall
+    );
+    println!(
+        "  CPU                {:.2} s per 100k events",
+        cpu / delivered as f64 * 100_000.0
+    );
+    println!("  peak RSS           {:.1} MiB", rss_kib / 1024.0);
+    assert_eq!(
+        delivered, records,
+        "the file must hold every record exactly once"
+    );
+}
+
+/// Steady state: `rate` new events/s for `seconds`; latency from the record's time to the
+/// moment the line is seen in the file.
+fn steady(rate: f64, seconds: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, url) = simulator(0, rate, "1h");
+    let cfg = config(dir.path(), &url, "1s", "1s");
+    let started = Instant::now();
+    let mut daemon = Proc(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = daemon.0.id();
+    let out = dir.path().join("events.ndjson");
+    let state = dir.path().join("state/state.redb");
+    while !state.exists() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let to_first_state = started.elapsed();
+    let mut latencies = Vec::new();
+    let mut offset = 0u64;
+    let mut rss_samples = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        if let Ok(mut f) = std::fs::File::open(&out) {
+            f.seek(SeekFrom::Start(offset)).unwrap();
+            let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+            let mut reader = BufReader::new(f);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 0 {
+                if !line.ends_with('\n') {
+                    break;
+                }
+                offset += line.len() as u64;
+                let doc: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let ts = time::OffsetDateTime::parse(
+                    doc["@timestamp"].as_str().unwrap(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .unwrap();
+                latencies.push((now_ms - ts.unix_timestamp_nanos() / 1_000_000) as f64 / 1000.0);
+                line.clear();
+            }
+        }
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            && let Some(l) = status.lines().find(|l| l.starts_with("VmRSS:"))
+        {
+            let kib: f64 = l.split_whitespace().nth(1).unwrap().parse().unwrap();
+            rss_samples.push(kib / 1024.0);
+        }
+    }
+    let _ = daemon.0.kill();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    rss_samples.sort_by(f64::total_cmp);
+    println!(
+        "steady state: {rate} events/s for {seconds} s (poll_interval 1s, lag 1s) → file sink"
+    );
+    println!("  events seen        {}", latencies.len());
+    println!(
+        "  latency p50 / p99  {:.2} s / {:.2} s (record time → line in the file)",
+        pct(0.5),
+        pct(0.99)
+    );
+    println!(
+        "  RSS                {:.1} MiB (max {:.1})",
+        rss_samples
+            .get(rss_samples.len() / 2)
+            .copied()
+            .unwrap_or(f64::NAN),
+        rss_samples.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "  start → state open {:.0} ms",
+        to_first_state.as_secs_f64() * 1000.0
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // `cargo test` runs benches in test mode (`--bench` absent): keep that quick.
+    if !args.iter().any(|a| a == "--bench") {
+        return;
+    }
+    let records = args
+        .iter()
+        .position(|a| a == "--records")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    backfill(records);
+    steady(200.0, 20);
+}
