@@ -257,6 +257,8 @@ pub enum SinkKind {
     Stdout,
     /// Syslog over UDP, TCP or TLS (RFC 5424/3164; JSON, CEF or LEEF payloads).
     Syslog(Box<crate::sink::syslog::SyslogConfig>),
+    /// Kafka topic, at least once, keyed by `event.id`.
+    Kafka(Box<crate::sink::kafka::KafkaConfig>),
     /// Elasticsearch `_bulk` into a data stream or index, exactly once by `_id`.
     Elasticsearch(Box<crate::sink::elasticsearch::ElasticsearchConfig>),
 }
@@ -267,6 +269,7 @@ impl SinkKind {
             SinkKind::File { .. } => "file",
             SinkKind::Stdout => "stdout",
             SinkKind::Syslog(_) => "syslog",
+            SinkKind::Kafka(_) => "kafka",
             SinkKind::Elasticsearch(_) => "elasticsearch",
         }
     }
@@ -496,6 +499,9 @@ impl Config {
             }
             if let SinkKind::Syslog(syslog) = &s.kind {
                 syslog.validate().map_err(|(k, p)| err(key(&k), &p))?;
+            }
+            if let SinkKind::Kafka(kafka) = &s.kind {
+                kafka.validate().map_err(|(k, p)| err(key(&k), &p))?;
             }
             if let SinkKind::Elasticsearch(es) = &s.kind {
                 es.validate().map_err(|(k, p)| err(key(&k), &p))?;

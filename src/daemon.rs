@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::normalize::NormalizeOptions;
 use crate::server::Health;
 use crate::sink::worker::{self, RunMode, SinkStatus, WorkerContext, WorkerSettings};
-use crate::sink::{file::FileSink, stdout::StdoutSink, syslog::SyslogSink};
+use crate::sink::{file::FileSink, kafka::KafkaSink, stdout::StdoutSink, syslog::SyslogSink};
 use crate::source::{Source, SourceStatus};
 use crate::state::Store;
 
@@ -288,6 +288,12 @@ fn spawn_sink(
             // Validated with the config, so construction cannot fail here.
             let sink = SyslogSink::new(name.clone(), (**syslog).clone(), ctx.metrics.clone())
                 .expect("syslog sink settings were validated");
+            set.spawn(worker::run(name, sink, settings, ctx, status).instrument(span))
+        }
+        SinkKind::Kafka(kafka) => {
+            // Validated with the config, so construction cannot fail here.
+            let sink = KafkaSink::new(name.clone(), (**kafka).clone())
+                .expect("kafka sink settings were validated");
             set.spawn(worker::run(name, sink, settings, ctx, status).instrument(span))
         }
         SinkKind::Elasticsearch(es) => {

@@ -8,6 +8,7 @@
 
 pub mod elasticsearch;
 pub mod file;
+pub mod kafka;
 pub mod stdout;
 pub mod syslog;
 pub mod worker;

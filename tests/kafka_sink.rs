@@ -1,0 +1,278 @@
+//! The Kafka sink against a real Kafka-protocol broker (tansu): first through the `Sink`
+//! trait (keys, values, headers, alert routing, oversized events, a dead broker and its
+//! recovery), then end to end — simulator → daemon binary → broker → a consumer here —
+//! through a broker that is down at start, SIGKILLs of the daemon, and alert routing.
+//! Every comparison is of `event.id` multisets: nothing missing, duplicates only where a
+//! crash made them, none after deduplication by key.
+
+#[path = "kafka_support/mod.rs"]
+mod kafka_support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use confluence_audit_forwarder::config::{Config, SinkKind};
+use confluence_audit_forwarder::sink::kafka::{KafkaConfig, KafkaSink};
+use confluence_audit_forwarder::sink::{Delivery, QueuedEvent, Sink};
+use kafka_support::{Broker, keys, read_topic};
+
+fn sink_config(brokers: &str, librdkafka: serde_json::Value) -> KafkaConfig {
+    serde_json::from_value(serde_json::json!({
+        "brokers": brokers,
+        "topic": "audit",
+        "alerts_topic": "audit-alerts",
+        "create_topic": true,
+        "compression": "zstd",
+        "delivery_timeout": "3s",
+        "librdkafka": librdkafka,
+    }))
+    .expect("kafka config")
+}
+
+fn event(seq: u64, kind: &str, action: &str) -> QueuedEvent {
+    let id = format!("id-{seq:06}");
+    let doc = serde_json::json!({
+        "@timestamp": "2026-01-01T00:00:00.000Z",
+        "event": {"id": id, "kind": kind, "action": action, "dataset": "confluence.audit"},
+        "message": format!("event number {seq}"),
+    });
+    QueuedEvent {
+        seq,
+        enqueued_ms: 0,
+        id,
+        doc: serde_json::to_vec(&doc).unwrap(),
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn events_arrive_keyed_with_headers_and_alerts_in_their_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let batch: Vec<QueuedEvent> = (0..200)
+        .map(|i| {
+            if i % 10 == 3 {
+                event(i, "alert", "soteri-finding")
+            } else {
+                event(i, "event", "page_created")
+            }
+        })
+        .collect();
+    let outcome = block_on(async {
+        let mut sink = KafkaSink::new(
+            "kafka".into(),
+            sink_config(&broker.address(), serde_json::json!({})),
+        )
+        .unwrap();
+        sink.open(None).await.expect("open");
+        sink.deliver(&batch).await.expect("deliver")
+    });
+    assert_eq!(outcome.results, vec![Delivery::Delivered; batch.len()]);
+
+    let events = read_topic(&broker.address(), "audit");
+    let alerts = read_topic(&broker.address(), "audit-alerts");
+    assert_eq!(events.len(), 180);
+    assert_eq!(alerts.len(), 20);
+    let by_key: BTreeMap<&str, &QueuedEvent> = batch.iter().map(|e| (e.id.as_str(), e)).collect();
+    for (m, want_kind) in events
+        .iter()
+        .map(|m| (m, "event"))
+        .chain(alerts.iter().map(|m| (m, "alert")))
+    {
+        let sent = by_key.get(m.key.as_str()).expect("a key we sent");
+        assert_eq!(m.value, sent.doc, "value is the document as queued");
+        assert_eq!(m.json()["event"]["id"], m.key.as_str(), "key is event.id");
+        assert_eq!(m.headers["event.kind"], want_kind);
+        let want_action = if want_kind == "alert" {
+            "soteri-finding"
+        } else {
+            "page_created"
+        };
+        assert_eq!(m.headers["event.action"], want_action);
+        assert_eq!(m.headers["event.dataset"], "confluence.audit");
+    }
+    let mut all = keys(&events);
+    all.extend(keys(&alerts));
+    assert_eq!(all.len(), 200, "every event exactly once");
+    assert!(all.values().all(|&n| n == 1));
+}
+
+#[test]
+fn an_oversized_event_is_rejected_and_its_neighbours_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let mut batch: Vec<QueuedEvent> = (0..5).map(|i| event(i, "event", "x")).collect();
+    let mut big = event(99, "event", "x");
+    let mut doc: serde_json::Value = serde_json::from_slice(&big.doc).unwrap();
+    doc["message"] = "y".repeat(20_000).into();
+    big.doc = serde_json::to_vec(&doc).unwrap();
+    batch.insert(2, big);
+    let cfg = sink_config(
+        &broker.address(),
+        serde_json::json!({"message.max.bytes": "10000"}),
+    );
+    let outcome = block_on(async {
+        let mut sink = KafkaSink::new("kafka".into(), cfg).unwrap();
+        sink.open(None).await.expect("open");
+        sink.deliver(&batch).await.expect("deliver")
+    });
+    for (i, r) in outcome.results.iter().enumerate() {
+        if i == 2 {
+            match r {
+                Delivery::Rejected(reason) => {
+                    assert!(reason.to_lowercase().contains("size"), "{reason}")
+                }
+                other => panic!("oversized event: {other:?}"),
+            }
+        } else {
+            assert_eq!(r, &Delivery::Delivered, "event {i}");
+        }
+    }
+    let got = keys(&read_topic(&broker.address(), "audit"));
+    assert_eq!(got.len(), 5);
+    assert!(!got.contains_key("id-000099"));
+}
+
+#[test]
+fn a_dead_broker_means_retry_and_delivery_resumes_when_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path());
+    let cfg = sink_config(&broker.address(), serde_json::json!({}));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut sink = KafkaSink::new("kafka".into(), cfg.clone()).unwrap();
+    rt.block_on(sink.open(None)).expect("open");
+    let first: Vec<QueuedEvent> = (0..10).map(|i| event(i, "event", "x")).collect();
+    let out = rt.block_on(sink.deliver(&first)).expect("deliver");
+    assert_eq!(out.results, vec![Delivery::Delivered; 10]);
+
+    broker.down();
+    let second: Vec<QueuedEvent> = (10..20).map(|i| event(i, "event", "x")).collect();
+    // Bounded by delivery_timeout: the batch comes back as a failure to retry, not lost,
+    // not hanging.
+    let err = rt
+        .block_on(sink.deliver(&second))
+        .expect_err("nothing can be delivered to a dead broker");
+    assert!(
+        ["timeout", "connect", "broker"].contains(&err.kind),
+        "{err:?}"
+    );
+
+    // Back (empty: memory storage), with its topics, as a persistent broker would be.
+    broker.up();
+    let mut fresh = KafkaSink::new("kafka".into(), cfg).unwrap();
+    rt.block_on(fresh.open(None)).expect("topics created again");
+    drop(fresh);
+    let mut outcome = None;
+    // The producer reconnects on its own; its first attempts may still time out.
+    for _ in 0..10 {
+        match rt.block_on(sink.deliver(&second)) {
+            Ok(o) if o.results.iter().all(|r| *r == Delivery::Delivered) => {
+                outcome = Some(o);
+                break;
+            }
+            other => {
+                eprintln!("after restart: {other:?}");
+                std::thread::sleep(Duration::from_millis(500))
+            }
+        }
+    }
+    assert!(outcome.is_some(), "no delivery after the broker came back");
+    let got = keys(&read_topic(&broker.address(), "audit"));
+    for e in &second {
+        assert!(got.contains_key(&e.id), "{} missing", e.id);
+    }
+}
+
+#[test]
+fn open_reports_a_broker_that_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path());
+    broker.down();
+    let err = block_on(async {
+        let mut sink = KafkaSink::new(
+            "kafka".into(),
+            sink_config(&broker.address(), serde_json::json!({})),
+        )
+        .unwrap();
+        sink.open(None).await.expect_err("no broker")
+    });
+    assert_eq!(err.kind, "connect", "{err:?}");
+    assert!(err.reason.contains(&broker.address()), "{err:?}");
+}
+
+#[test]
+fn the_documented_config_loads_with_dotted_properties_and_hides_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("kafka-password");
+    std::fs::write(&pw, "correct-horse-battery\n").unwrap();
+    let toml = |extra: &str| {
+        format!(
+            r#"
+[[source]]
+name = "wiki"
+url = "https://wiki.example.com"
+api = "auditing"
+
+[[sink]]
+name = "kafka"
+type = "kafka"
+brokers = "kafka-1:9092,kafka-2:9092"
+topic = "confluence-audit"
+alerts_topic = "confluence-audit-alerts"
+compression = "zstd"
+sasl_username = "forwarder"
+sasl_password_file = "{}"
+[sink.librdkafka]
+"security.protocol" = "SASL_SSL"
+"sasl.mechanisms" = "SCRAM-SHA-512"
+"linger.ms" = 20
+{extra}
+"#,
+            pw.display()
+        )
+    };
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, toml("")).unwrap();
+    let cfg = Config::load_with_env(&path, &[]).expect("the issue's example is valid");
+    let SinkKind::Kafka(kafka) = &cfg.sink[0].kind else {
+        panic!("not a kafka sink: {:?}", cfg.sink[0].kind)
+    };
+    assert_eq!(kafka.librdkafka["security.protocol"], "SASL_SSL");
+    assert_eq!(kafka.librdkafka["sasl.mechanisms"], "SCRAM-SHA-512");
+    assert_eq!(kafka.librdkafka["linger.ms"], "20");
+    let client = kafka.client_config().unwrap();
+    assert_eq!(client.get("sasl.password"), Some("correct-horse-battery"));
+    assert_eq!(client.get("sasl.username"), Some("forwarder"));
+    let shown = format!("{cfg:?}");
+    assert!(!shown.contains("correct-horse"), "{shown}");
+
+    // A property that would weaken the guarantee is refused, naming its key.
+    std::fs::write(&path, toml("\"enable.idempotence\" = false")).unwrap();
+    let err = Config::load_with_env(&path, &[]).unwrap_err();
+    assert_eq!(
+        err.key, "sink[0].librdkafka.\"enable.idempotence\"",
+        "{err}"
+    );
+    // So is a property librdkafka does not know.
+    std::fs::write(&path, toml("\"no.such.thing\" = 1")).unwrap();
+    let err = Config::load_with_env(&path, &[]).unwrap_err();
+    assert_eq!(err.key, "sink[0].librdkafka.\"no.such.thing\"", "{err}");
+    // A password file that cannot be read is a config error, not a runtime surprise.
+    std::fs::remove_file(&pw).unwrap();
+    std::fs::write(&path, toml("")).unwrap();
+    let err = Config::load_with_env(&path, &[]).unwrap_err();
+    assert_eq!(err.key, "sink[0].sasl_password_file", "{err}");
+    assert!(!err.to_string().contains("correct-horse"));
+}
