@@ -12,42 +12,15 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    DaemonProcess, Scratch, diff, expected_ids, ids_in_file, run_once, source_toml, wait_until,
+    Confluence, DaemonProcess, Scratch, diff, ids_in_file, run_once, scrape, source_toml,
+    wait_until,
 };
 use confluence_audit_forwarder::normalize::Api;
-use confluence_audit_forwarder::simulate::{
-    ArrivalMix, Fault, Faults, SimConfig, SimServer, Simulator,
-};
+use confluence_audit_forwarder::simulate::{ArrivalMix, Fault, Faults, SimConfig};
 use confluence_audit_forwarder::state::Store;
 use rand::{Rng, SeedableRng};
 
-struct Confluence {
-    sim: Simulator,
-    server: SimServer,
-    rt: tokio::runtime::Runtime,
-}
-
-impl Confluence {
-    fn start(cfg: SimConfig, history: usize) -> Confluence {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sim = Simulator::new(cfg);
-        let now = sim.now_ms();
-        sim.seed_history(history, now - 6 * 3_600_000, now - 3_000);
-        let server = rt
-            .block_on(sim.serve("127.0.0.1:0".parse().unwrap()))
-            .unwrap();
-        Confluence { sim, server, rt }
-    }
-
-    fn expected(&self, api: Api, cursor: i64) -> BTreeMap<String, usize> {
-        let truth = self.sim.ground_truth_between(api, i64::MIN, cursor);
-        expected_ids(api, truth.iter().map(String::as_str))
-    }
-}
+const SIX_HOURS: Duration = Duration::from_secs(6 * 3600);
 
 fn cursor(state: &std::path::Path, sinks: &[&str]) -> i64 {
     let names: Vec<String> = sinks.iter().map(|s| s.to_string()).collect();
@@ -72,7 +45,7 @@ fn file_config(
 
 #[test]
 fn twenty_sigkills_during_a_200k_backfill() {
-    let c = Confluence::start(SimConfig::default(), 200_000);
+    let c = Confluence::with_history_over(SimConfig::default(), 200_000, SIX_HOURS);
     let scratch = Scratch::new();
     let cfg = file_config(
         &scratch,
@@ -96,7 +69,7 @@ fn twenty_sigkills_during_a_200k_backfill() {
 
 #[test]
 fn a_dead_sink_neither_stops_the_others_nor_loses_its_own_events() {
-    let c = Confluence::start(SimConfig::default(), 4_000);
+    let c = Confluence::with_history_over(SimConfig::default(), 4_000, SIX_HOURS);
     let port = syslog_support::free_port();
     let scratch = Scratch::new();
     let metrics_port = syslog_support::free_port();
@@ -130,18 +103,7 @@ fn a_dead_sink_neither_stops_the_others_nor_loses_its_own_events() {
         "the file sink delivering while syslog is down",
         || ids_in_file(&scratch.path("events.ndjson")).len() >= 4_000,
     );
-    let metrics = |name: &str| -> f64 {
-        let out = Command::new("curl")
-            .args(["-s", &format!("http://127.0.0.1:{metrics_port}/metrics")])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f64::NAN)
-    };
+    let metrics = |name: &str| scrape(metrics_port, name).unwrap_or(f64::NAN);
     let rss_down_early = rss();
     std::thread::sleep(Duration::from_secs(3));
     // Its events wait on disk, not in memory.
@@ -180,13 +142,14 @@ fn a_dead_sink_neither_stops_the_others_nor_loses_its_own_events() {
 #[test]
 fn hostile_confluence_skewed_clock_and_a_crowded_millisecond() {
     for skew_ms in [120_000i64, -120_000] {
-        let c = Confluence::start(
+        let c = Confluence::with_history_over(
             SimConfig {
                 page_cap: 500,
                 skew_ms,
                 ..SimConfig::default()
             },
             3_000,
+            SIX_HOURS,
         );
         // Ten thousand different records in one millisecond.
         c.sim.insert_burst_same_ms(c.sim.now_ms() - 600_000, 10_000);
@@ -297,7 +260,7 @@ impl Drop for SmallDisk {
 
 #[test]
 fn state_directory_full_or_read_only_then_recovered() {
-    let c = Confluence::start(SimConfig::default(), 20_000);
+    let c = Confluence::with_history_over(SimConfig::default(), 20_000, SIX_HOURS);
     let scratch = Scratch::new();
     let disk = SmallDisk::mount(&scratch.path("state"), "3m");
     let cfg = file_config(&scratch, &c.server.url(), Api::Legacy, "", "");

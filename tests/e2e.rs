@@ -8,49 +8,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{DaemonProcess, Scratch, diff, expected_ids, ids_in_file, run_once, source_toml};
-use confluence_audit_forwarder::normalize::Api;
-use confluence_audit_forwarder::simulate::{
-    ArrivalMix, Fault, Faults, SimAuth, SimConfig, Simulator,
+use common::{
+    Confluence, DaemonProcess, Scratch, diff, expected_ids, ids_in_file, run_once, source_toml,
 };
+use confluence_audit_forwarder::normalize::Api;
+use confluence_audit_forwarder::simulate::{ArrivalMix, Fault, Faults, SimAuth, SimConfig};
 use confluence_audit_forwarder::state::Store;
 use rand::{Rng, SeedableRng};
-
-/// A simulator served on a runtime of its own, so tests can block on the daemon.
-struct Confluence {
-    sim: Simulator,
-    url: String,
-    _server: confluence_audit_forwarder::simulate::SimServer,
-    rt: tokio::runtime::Runtime,
-}
-
-impl Confluence {
-    fn start(cfg: SimConfig) -> Confluence {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sim = Simulator::new(cfg);
-        let server = rt
-            .block_on(sim.serve("127.0.0.1:0".parse().unwrap()))
-            .unwrap();
-        Confluence {
-            url: server.url(),
-            sim,
-            _server: server,
-            rt,
-        }
-    }
-
-    /// History of `n` records over the last hour (ending a few seconds ago).
-    fn with_history(cfg: SimConfig, n: usize) -> Confluence {
-        let c = Confluence::start(cfg);
-        let now = c.sim.now_ms();
-        c.sim.seed_history(n, now - 3_600_000, now - 3_000);
-        c
-    }
-}
 
 fn api_name(api: Api) -> &'static str {
     api.as_str()

@@ -9,44 +9,14 @@ mod es_server;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{DaemonProcess, Scratch, diff, expected_ids, run_once, source_toml};
+use common::{Confluence, DaemonProcess, Scratch, diff, expected_ids, run_once, source_toml};
 use confluence_audit_forwarder::normalize::Api;
-use confluence_audit_forwarder::simulate::{SimConfig, Simulator};
+use confluence_audit_forwarder::simulate::SimConfig;
 use confluence_audit_forwarder::state::Store;
 use es_server::{EsOptions, EsServer};
 use rand::{Rng, SeedableRng};
 
 const DS: &str = "logs-confluence.audit-default";
-
-/// The simulator on a runtime of its own, so the test can block on the daemon.
-struct Confluence {
-    sim: Simulator,
-    url: String,
-    _server: confluence_audit_forwarder::simulate::SimServer,
-    _rt: tokio::runtime::Runtime,
-}
-
-impl Confluence {
-    fn with_history(n: usize) -> Confluence {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sim = Simulator::new(SimConfig::default());
-        let server = rt
-            .block_on(sim.serve("127.0.0.1:0".parse().unwrap()))
-            .unwrap();
-        let now = sim.now_ms();
-        sim.seed_history(n, now - 3_600_000, now - 3_000);
-        Confluence {
-            url: server.url(),
-            sim,
-            _server: server,
-            _rt: rt,
-        }
-    }
-}
 
 fn config(scratch: &Scratch, confluence: &str, es: &str, extra_sink: &str) -> std::path::PathBuf {
     // Small slices: a backfill is committed (and delivered) in parts, so kills land mid-run.
@@ -68,7 +38,7 @@ fn expected(c: &Confluence, scratch: &Scratch) -> BTreeMap<String, usize> {
 
 #[test]
 fn every_event_is_indexed_exactly_once_through_faults_and_sigkills() {
-    let c = Confluence::with_history(3000);
+    let c = Confluence::with_history(SimConfig::default(), 3000);
     let es = EsServer::start(EsOptions::default());
     es.faults(|f| {
         f.item_429 = 0.15;
@@ -120,7 +90,7 @@ fn every_event_is_indexed_exactly_once_through_faults_and_sigkills() {
 
 #[test]
 fn mapping_rejections_go_to_the_dead_letter_queue_and_replay_delivers_them() {
-    let c = Confluence::with_history(600);
+    let c = Confluence::with_history(SimConfig::default(), 600);
     // A cluster whose mapping disagrees with us on one field (e.g. an old template):
     // every document that has it is rejected for good.
     let es = EsServer::start(EsOptions {
@@ -190,7 +160,7 @@ fn mapping_rejections_go_to_the_dead_letter_queue_and_replay_delivers_them() {
 
 #[test]
 fn a_cluster_that_is_down_at_start_only_delays_delivery() {
-    let c = Confluence::with_history(200);
+    let c = Confluence::with_history(SimConfig::default(), 200);
     let es = EsServer::start(EsOptions::default());
     es.faults(|f| f.outage = true);
     let scratch = Scratch::new();

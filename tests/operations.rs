@@ -10,56 +10,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{DaemonProcess, Scratch, expected_ids, ids_in_file, source_toml, wait_until};
+use common::{
+    Confluence, DaemonProcess, Scratch, expected_ids, free_port, http_get as get, ids_in_file,
+    metric, source_toml, wait_until,
+};
 use confluence_audit_forwarder::normalize::Api;
-use confluence_audit_forwarder::simulate::{Faults, SimConfig, SimServer, Simulator};
+use confluence_audit_forwarder::simulate::{Faults, SimConfig};
 use confluence_audit_forwarder::state::Store;
-
-fn simulator(n: usize) -> (Simulator, SimServer, tokio::runtime::Runtime) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let sim = Simulator::new(SimConfig::default());
-    let now = sim.now_ms();
-    sim.seed_history(n, now - 3_600_000, now - 5_000);
-    let server = rt
-        .block_on(sim.serve("127.0.0.1:0".parse().unwrap()))
-        .unwrap();
-    (sim, server, rt)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn get(url: &str) -> (u16, String) {
-    // A blocking client keeps this test free of an async runtime of its own.
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", url])
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
-}
-
-/// The value of a metric line `name{labels} value`.
-fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 #[test]
 fn metrics_match_what_was_delivered_and_readyz_follows_the_source() {
-    let (sim, server, _rt) = simulator(1500);
+    let c = Confluence::with_history(SimConfig::default(), 1500);
+    let (sim, server) = (&c.sim, &c.server);
     let scratch = Scratch::new();
     let port = free_port();
     let cfg = scratch.config(&format!(
@@ -186,7 +148,8 @@ fn stalled_receiver() -> (u16, Arc<AtomicBool>, Arc<Mutex<Vec<u8>>>) {
 
 #[test]
 fn sigterm_with_a_slow_sink_stops_within_the_bound_and_loses_nothing() {
-    let (sim, server, _rt) = simulator(15_000);
+    let c = Confluence::with_history(SimConfig::default(), 15_000);
+    let (sim, server) = (&c.sim, &c.server);
     let (port, go, received) = stalled_receiver();
     let scratch = Scratch::new();
     let cfg = scratch.config(&format!(

@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use confluence_audit_forwarder::normalize::{self, Api};
+use confluence_audit_forwarder::simulate::{SimConfig, SimServer, Simulator};
 
 /// The daemon binary cargo built for this test run.
 pub fn bin() -> &'static str {
@@ -239,4 +240,91 @@ pub fn source_toml(name: &str, url: &str, api: &str, extra: &str) -> String {
     out.push_str(extra);
     out.push('\n');
     out
+}
+
+/// The Confluence simulator served on a runtime of its own, so a test can block on the daemon
+/// while the simulator answers.
+pub struct Confluence {
+    pub sim: Simulator,
+    pub url: String,
+    pub server: SimServer,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Confluence {
+    /// An empty simulator.
+    pub fn start(cfg: SimConfig) -> Confluence {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("simulator runtime");
+        let sim = Simulator::new(cfg);
+        let server = rt
+            .block_on(sim.serve("127.0.0.1:0".parse().unwrap()))
+            .expect("serve the simulator");
+        Confluence {
+            url: server.url(),
+            sim,
+            server,
+            rt,
+        }
+    }
+
+    /// History of `n` records over the last hour (ending a few seconds ago).
+    pub fn with_history(cfg: SimConfig, n: usize) -> Confluence {
+        Self::with_history_over(cfg, n, Duration::from_secs(3600))
+    }
+
+    /// History of `n` records spread over `span` (ending a few seconds ago).
+    pub fn with_history_over(cfg: SimConfig, n: usize, span: Duration) -> Confluence {
+        let c = Confluence::start(cfg);
+        let now = c.sim.now_ms();
+        c.sim
+            .seed_history(n, now - span.as_millis() as i64, now - 3_000);
+        c
+    }
+
+    /// The `event.id` multiset of every record up to `cursor` (inclusive).
+    pub fn expected(&self, api: Api, cursor: i64) -> BTreeMap<String, usize> {
+        let truth = self.sim.ground_truth_between(api, i64::MIN, cursor);
+        expected_ids(api, truth.iter().map(String::as_str))
+    }
+}
+
+/// A free loopback port (there is a small window before someone else binds it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// GET `url` with curl (no async runtime in the test): (status, body); status 0 when nothing
+/// answered.
+pub fn http_get(url: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", url])
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// The value of the metric line `name{labels} value` in a Prometheus text page.
+pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// One metric scraped from the daemon's `/metrics` on `port` (None when absent or down).
+pub fn scrape(port: u16, name_and_labels: &str) -> Option<f64> {
+    let (status, text) = http_get(&format!("http://127.0.0.1:{port}/metrics"));
+    if status != 200 {
+        return None;
+    }
+    metric(&text, name_and_labels)
 }
