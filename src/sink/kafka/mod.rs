@@ -13,6 +13,7 @@
 //! large, topic authorization failed, invalid — go to the dead-letter queue with the reason.
 
 pub mod config;
+pub mod context;
 pub mod encoder;
 pub mod service;
 

@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::config::KafkaConfig;
+use super::context::SinkContext;
 use super::encoder::EventHeaders;
 use crate::sink::{BatchOutcome, Delivery, QueuedEvent, Sink, SinkError};
 
@@ -28,7 +28,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct KafkaSink {
     name: String,
     cfg: KafkaConfig,
-    producer: Option<FutureProducer>,
+    producer: Option<FutureProducer<SinkContext>>,
 }
 
 /// What one delivery report (or a refused enqueue) means for the event.
@@ -59,7 +59,7 @@ impl KafkaSink {
 
     /// The producer, created on first use and again after librdkafka declared it dead
     /// (an idempotent producer can hit a fatal error, after which it refuses everything).
-    fn producer(&mut self) -> Result<FutureProducer, SinkError> {
+    fn producer(&mut self) -> Result<FutureProducer<SinkContext>, SinkError> {
         if let Some(p) = &self.producer {
             match p.client().fatal_error() {
                 None => return Ok(p.clone()),
@@ -72,8 +72,8 @@ impl KafkaSink {
             .cfg
             .client_config()
             .map_err(|(k, p)| SinkError::new("config", format!("{k}: {p}")))?;
-        let producer: FutureProducer = client
-            .create()
+        let producer: FutureProducer<SinkContext> = client
+            .create_with_context(SinkContext::new(&self.name))
             .map_err(|e| SinkError::new("config", format!("cannot create producer: {e}")))?;
         self.producer = Some(producer.clone());
         Ok(producer)
@@ -90,8 +90,8 @@ impl KafkaSink {
             .cfg
             .client_config()
             .map_err(|(k, p)| SinkError::new("config", format!("{k}: {p}")))?;
-        let admin: AdminClient<DefaultClientContext> = client
-            .create()
+        let admin: AdminClient<SinkContext> = client
+            .create_with_context(SinkContext::new(&self.name))
             .map_err(|e| SinkError::new("config", format!("cannot create admin client: {e}")))?;
         let new: Vec<NewTopic> = self
             .topics()
@@ -125,7 +125,11 @@ impl KafkaSink {
     }
 
     /// Hand every event to librdkafka, then wait for all their delivery reports.
-    async fn produce(&self, producer: &FutureProducer, batch: &[&QueuedEvent]) -> Vec<Report> {
+    async fn produce(
+        &self,
+        producer: &FutureProducer<SinkContext>,
+        batch: &[&QueuedEvent],
+    ) -> Vec<Report> {
         let mut pending: Vec<Result<DeliveryFuture, Report>> = Vec::with_capacity(batch.len());
         for ev in batch {
             let fields = EventHeaders::of(&ev.doc);
