@@ -194,6 +194,14 @@ pub async fn run<S: Sink>(
             }
         };
         if batch.is_empty() {
+            // Idle: make the last acknowledgements durable now rather than with the next
+            // group commit (see `state`).
+            if let Err(e) = blocking(&ctx.store, |s| s.sync()).await {
+                tracing::error!(error = %e, "cannot sync the state store");
+                if e.is_io() {
+                    return;
+                }
+            }
             if current == RunMode::Drain {
                 return;
             }

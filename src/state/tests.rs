@@ -163,3 +163,46 @@ fn seen_counts_are_pruned_per_source() {
     assert_eq!(store.seen_counts("x", 0, 100).unwrap().len(), 1);
     assert_eq!(store.seen_counts("y", 0, 100).unwrap().len(), 2);
 }
+
+#[test]
+fn group_commit_is_durable_on_schedule_on_sync_on_checkpoints_and_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = |id: &str, cursor_ms: i64| WindowCommit {
+        events: vec![ev(id, "{}")],
+        cursor_ms: Some(cursor_ms),
+        ..Default::default()
+    };
+    {
+        let store = Store::open(dir.path(), &sinks()).unwrap();
+        let pending = |s: &Store| s.lock_sync().pending;
+        // Just opened: the next hot commit waits for the group.
+        store.commit_window("wiki", &window("e1", 1)).unwrap();
+        assert!(pending(&store));
+        // Visible to readers at once, durable or not.
+        assert_eq!(store.peek("a", None, 10, 1 << 20).unwrap().len(), 1);
+        // A sink's starting checkpoint is never left pending.
+        store.ack("a", &[], &[], Some(b"0")).unwrap();
+        assert!(!pending(&store));
+        store.commit_window("wiki", &window("e2", 2)).unwrap();
+        assert!(pending(&store));
+        store.sync().unwrap();
+        assert!(!pending(&store));
+        // Once the last durable commit is old enough, a hot commit is durable by itself.
+        std::thread::sleep(SYNC_EVERY + Duration::from_millis(20));
+        store.commit_window("wiki", &window("e3", 3)).unwrap();
+        assert!(!pending(&store));
+        store.commit_window("wiki", &window("e4", 4)).unwrap();
+        assert!(pending(&store));
+        // Closed with e4 pending: closing persists it.
+    }
+    let store = Store::open(dir.path(), &sinks()).unwrap();
+    assert_eq!(store.cursor("wiki").unwrap().unwrap().cursor_ms, 4);
+    let ids: Vec<String> = store
+        .peek("b", None, 10, 1 << 20)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, ["e1", "e2", "e3", "e4"]);
+    assert_eq!(store.checkpoint("a").unwrap().as_deref(), Some(&b"0"[..]));
+}
