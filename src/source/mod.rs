@@ -57,6 +57,23 @@ pub struct PollReport {
     pub slices: u64,
 }
 
+/// A slice deduplicated and normalized, waiting for its commit.
+struct Prepared {
+    commit: WindowCommit,
+    records_read: u64,
+    duplicates: u64,
+    unknown: u64,
+    rejected: u64,
+    newest: Option<i64>,
+}
+
+impl Prepared {
+    /// The cursor position its commit reaches, if it moves the cursor.
+    fn completes(&self) -> Option<i64> {
+        self.commit.cursor_ms
+    }
+}
+
 /// One step of reading a window.
 enum Step {
     /// Fetch this slice and queue it.
@@ -162,7 +179,12 @@ impl Source {
     pub async fn poll_once(&self) -> Result<PollReport, SourceError> {
         let started = Instant::now();
         let label = self.metrics.source(&self.cfg.name);
-        let result = self.poll_inner().await;
+        let mut result = self.poll_inner().await;
+        // The cycle's commits are durable before the source sleeps (see `state`).
+        let synced = blocking(&self.store, |s| s.sync()).await;
+        if let (Ok(_), Err(e)) = (&result, synced) {
+            result = Err(e.into());
+        }
         self.metrics
             .poll_duration
             .get_or_create(&label)
@@ -258,82 +280,110 @@ impl Source {
         // records, which are queued at once without moving the cursor (the dedupe counts
         // keep a re-read from doubling them); the older rest is cut by the density just seen
         // and read first, then the cursor jumps past the part already queued.
-        let mut slices = vec![Step::Read(window)];
         let progress = Progress::new(window);
-        while let Some(step) = slices.pop() {
-            let slice = match step {
-                Step::Read(w) => w,
-                Step::Advance(to_ms) => {
-                    self.commit_slice(
-                        Window {
+        // Two stages joined by a one-slot channel: the reader fetches, deduplicates and
+        // normalizes slice k+1 while the committer commits slice k. Commits stay one at a
+        // time and in order, and the committer stops at the first failure, so no later slice
+        // is ever committed after a failed one and the cursor never passes an uncommitted
+        // slice. Deduplicating ahead of the commit before it is sound because the slices of
+        // one cycle cover disjoint time ranges: a commit only writes seen-counts of its own.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(1);
+        let read = async move {
+            let tx = tx; // dropped on every return, which ends the committer
+            let mut slices = vec![Step::Read(window)];
+            while let Some(step) = slices.pop() {
+                let slice = match step {
+                    Step::Read(w) => w,
+                    Step::Advance(to_ms) => {
+                        let empty = Window {
                             from_ms: to_ms,
                             to_ms,
-                        },
-                        Vec::new(),
-                        true,
-                    )
-                    .await?;
-                    continue;
-                }
-            };
-            self.wait_for_queue_room().await?;
-            let limit = (slice.from_ms < slice.to_ms).then_some(max);
-            match pager.fetch_slice(slice.from_ms, slice.to_ms, limit).await? {
-                SliceFetch::Partial {
-                    records,
-                    covered_from_ms,
-                } => {
-                    report.records_read += records.len() as u64;
-                    let covered = Window {
-                        from_ms: covered_from_ms,
-                        to_ms: slice.to_ms,
-                    };
-                    let count = records.len();
-                    report.events_new += self.commit_slice(covered, records, false).await?;
-                    slices.push(Step::Advance(slice.to_ms));
-                    let older = window::split(
-                        slice.from_ms,
-                        covered_from_ms - 1,
-                        count,
-                        slice.to_ms - covered_from_ms + 1,
-                        max,
-                    );
-                    tracing::debug!(from = %paging::iso(slice.from_ms), to = %paging::iso(slice.to_ms), count, parts = older.len(), "large slice: newest part queued, older part split");
-                    slices.extend(older.into_iter().rev().map(Step::Read));
-                }
-                SliceFetch::Complete(records) => {
-                    report.records_read += records.len() as u64;
-                    report.slices += 1;
-                    let n = self.commit_slice(slice, records, true).await?;
-                    report.events_new += n;
-                    // A committed slice is progress: a long backfill is not "stuck".
-                    self.status.ok();
-                    progress.log(slice.to_ms, report.events_new);
+                        };
+                        let p = self.prepare_slice(empty, Vec::new(), true).await?;
+                        if tx.send(p).await.is_err() {
+                            return Ok(()); // the committer failed: it reports why
+                        }
+                        continue;
+                    }
+                };
+                self.wait_for_queue_room().await?;
+                let limit = (slice.from_ms < slice.to_ms).then_some(max);
+                let prepared = match pager.fetch_slice(slice.from_ms, slice.to_ms, limit).await? {
+                    SliceFetch::Partial {
+                        records,
+                        covered_from_ms,
+                    } => {
+                        let covered = Window {
+                            from_ms: covered_from_ms,
+                            to_ms: slice.to_ms,
+                        };
+                        let count = records.len();
+                        // Queued ahead of the cursor; the cursor jumps once the older part,
+                        // cut by the density just seen, is queued too.
+                        slices.push(Step::Advance(slice.to_ms));
+                        let older = window::split(
+                            slice.from_ms,
+                            covered_from_ms - 1,
+                            count,
+                            slice.to_ms - covered_from_ms + 1,
+                            max,
+                        );
+                        tracing::debug!(from = %paging::iso(slice.from_ms), to = %paging::iso(slice.to_ms), count, parts = older.len(), "large slice: newest part queued, older part split");
+                        slices.extend(older.into_iter().rev().map(Step::Read));
+                        self.prepare_slice(covered, records, false).await?
+                    }
+                    SliceFetch::Complete(records) => {
+                        self.prepare_slice(slice, records, true).await?
+                    }
+                };
+                if tx.send(prepared).await.is_err() {
+                    return Ok(());
                 }
             }
-        }
+            Ok::<(), SourceError>(())
+        };
+        let commit = async {
+            let mut done = PollReport::default();
+            while let Some(p) = rx.recv().await {
+                let records = p.records_read;
+                let completes = p.completes();
+                done.events_new += self.commit_prepared(p).await?;
+                done.records_read += records;
+                if let Some(to_ms) = completes {
+                    done.slices += 1;
+                    // A committed slice is progress: a long backfill is not "stuck".
+                    self.status.ok();
+                    progress.log(to_ms, done.events_new);
+                }
+            }
+            Ok::<PollReport, SourceError>(done)
+        };
+        let (read, committed) = tokio::join!(read, commit);
+        let committed = committed?;
+        read?;
+        report.records_read = committed.records_read;
+        report.events_new = committed.events_new;
+        report.slices = committed.slices;
         if !cursor.caught_up {
             blocking(&self.store, move |s| s.mark_caught_up(&name)).await?;
         }
         Ok(report)
     }
 
-    /// Deduplicate, normalize and commit one slice; returns how many events were queued.
-    /// `advance`: move the cursor to the slice's end (every older record is queued).
-    async fn commit_slice(
+    /// Deduplicate and normalize one slice, ready to commit. `advance`: the commit moves the
+    /// cursor to the slice's end (every older record is queued by then).
+    async fn prepare_slice(
         &self,
         slice: Window,
         records: Vec<Fetched>,
         advance: bool,
-    ) -> Result<u64, SourceError> {
+    ) -> Result<Prepared, SourceError> {
         let name = self.cfg.name.clone();
         let opts = self.normalize.clone();
         let overlap_ms = self.cfg.overlap.as_millis() as i64;
-        let metrics = self.metrics.clone();
         let forward_self = self.cfg.forward_self_generated;
         let api = self.cfg.api;
-        let n = blocking(&self.store, move |store| {
-            let label = metrics.source(&name);
+        let prepared = blocking(&self.store, move |store| {
             let seen = store.seen_counts(&name, slice.from_ms, slice.to_ms)?;
             let in_slice: Vec<Fetched> = records
                 .into_iter()
@@ -389,21 +439,58 @@ impl Source {
                     i64::MIN
                 },
             };
+            Ok(Prepared {
+                commit,
+                records_read: in_slice.len() as u64,
+                duplicates: (in_slice.len() - fresh.len()) as u64,
+                unknown,
+                rejected,
+                newest,
+            })
+        })
+        .await?;
+        Ok(prepared)
+    }
+
+    /// Commit a prepared slice: its documents are queued for every sink and (for a
+    /// completed slice) the cursor moves, in one transaction. Returns how many were queued.
+    async fn commit_prepared(&self, p: Prepared) -> Result<u64, SourceError> {
+        let name = self.cfg.name.clone();
+        let metrics = self.metrics.clone();
+        let n = blocking(&self.store, move |store| {
+            let label = metrics.source(&name);
+            let Prepared {
+                commit,
+                records_read,
+                duplicates,
+                unknown,
+                rejected,
+                newest,
+            } = p;
             store.commit_window(&name, &commit)?;
             let queued = commit.events.len() as u64;
-            metrics.records_read.get_or_create(&label).inc_by(in_slice.len() as u64);
+            metrics
+                .records_read
+                .get_or_create(&label)
+                .inc_by(records_read);
             metrics.events_new.get_or_create(&label).inc_by(queued);
             metrics
                 .duplicates_dropped
                 .get_or_create(&label)
-                .inc_by((in_slice.len() - fresh.len()) as u64);
-            metrics.unknown_actions.get_or_create(&label).inc_by(unknown);
-            metrics.rejected_records.get_or_create(&label).inc_by(rejected);
-            if advance {
+                .inc_by(duplicates);
+            metrics
+                .unknown_actions
+                .get_or_create(&label)
+                .inc_by(unknown);
+            metrics
+                .rejected_records
+                .get_or_create(&label)
+                .inc_by(rejected);
+            if let Some(cursor_ms) = commit.cursor_ms {
                 metrics
                     .cursor_timestamp
                     .get_or_create(&label)
-                    .set(slice.to_ms as f64 / 1000.0);
+                    .set(cursor_ms as f64 / 1000.0);
             }
             if let Some(t) = newest {
                 let g = metrics.newest_record_timestamp.get_or_create(&label);
