@@ -120,7 +120,8 @@ pub struct WindowCommit {
     pub events: Vec<NewEvent>,
     /// New seen-counts: (record ms, hash) → count observed in this window.
     pub seen: HashMap<(i64, ContentHash), u32>,
-    /// The new cursor (inclusive end of the window), or `None` to leave it: records queued
+    /// The new cursor (inclusive end of the window; the cursor never moves back), or `None`
+    /// to leave it: records queued
     /// ahead of the cursor (a large slice read newest first) are kept from doubling by
     /// their seen-counts when the window is read again.
     pub cursor_ms: Option<i64>,
@@ -359,7 +360,11 @@ impl Store {
             };
             let mut state = current;
             if let Some(c) = commit.cursor_ms {
-                state.cursor_ms = c;
+                // Never back: a window starts `overlap` before the cursor, and its first
+                // slices end before it. Moving the cursor back to them would make the next
+                // window start where the seen-counts were already pruned, and records there
+                // would be queued twice.
+                state.cursor_ms = state.cursor_ms.max(c);
                 state.started = true;
                 cursors.insert(source, encode_cursor(&state).as_slice())?;
             }

@@ -206,3 +206,19 @@ fn group_commit_is_durable_on_schedule_on_sync_on_checkpoints_and_on_close() {
     assert_eq!(ids, ["e1", "e2", "e3", "e4"]);
     assert_eq!(store.checkpoint("a").unwrap().as_deref(), Some(&b"0"[..]));
 }
+
+#[test]
+fn the_cursor_never_moves_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &sinks()).unwrap();
+    let at = |ms: i64| WindowCommit {
+        cursor_ms: Some(ms),
+        ..Default::default()
+    };
+    store.commit_window("wiki", &at(1_000_000)).unwrap();
+    // The first slice of the next window ends inside the overlap, before the cursor.
+    store.commit_window("wiki", &at(900_000)).unwrap();
+    assert_eq!(store.cursor("wiki").unwrap().unwrap().cursor_ms, 1_000_000);
+    store.commit_window("wiki", &at(1_100_000)).unwrap();
+    assert_eq!(store.cursor("wiki").unwrap().unwrap().cursor_ms, 1_100_000);
+}
