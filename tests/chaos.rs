@@ -1,9 +1,14 @@
-//! Fault injection: the forwarder killed again and again, a sink down for a while, a hostile
+//! Fault injection: the forwarder killed again and again, each kind of sink down for a while
+//! (rsyslog stopped, Elasticsearch answering 503, the Kafka broker stopped), a hostile
 //! Confluence (429 storms, 500s, slow and truncated answers, ten thousand records in one
 //! millisecond, a skewed clock), and a state directory that fills up. Each scenario checks
-//! the exact multiset of delivered events against the simulator's ground truth.
+//! the multiset of delivered events against the simulator's ground truth.
 
 mod common;
+#[path = "es_server/mod.rs"]
+mod es_server;
+#[path = "kafka_support/mod.rs"]
+mod kafka_support;
 #[path = "syslog_support/mod.rs"]
 mod syslog_support;
 
@@ -18,7 +23,12 @@ use common::{
 use confluence_audit_forwarder::normalize::Api;
 use confluence_audit_forwarder::simulate::{ArrivalMix, Fault, Faults, SimConfig};
 use confluence_audit_forwarder::state::Store;
+use es_server::{EsOptions, EsServer};
+use kafka_support::{Broker, keys, read_topic};
 use rand::{Rng, SeedableRng};
+
+/// The data stream the Elasticsearch sink writes by default.
+const DS: &str = "logs-confluence.audit-default";
 
 const SIX_HOURS: Duration = Duration::from_secs(6 * 3600);
 
@@ -43,28 +53,188 @@ fn file_config(
     ))
 }
 
+/// Resident memory of a process, MiB.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
 #[test]
 fn twenty_sigkills_during_a_200k_backfill() {
     let c = Confluence::with_history_over(SimConfig::default(), 200_000, SIX_HOURS);
+    let es = EsServer::start(EsOptions {
+        keep_documents: false,
+        ..EsOptions::default()
+    });
     let scratch = Scratch::new();
     let cfg = file_config(
         &scratch,
         &c.server.url(),
         Api::Auditing,
         "page_size = 1000",
-        "",
+        &format!(
+            "[[sink]]\nname = \"es\"\ntype = \"elasticsearch\"\nurl = \"{}\"\nmax_backoff = \"300ms\"\n",
+            es.url
+        ),
     );
     let mut rng = rand::rngs::StdRng::seed_from_u64(20);
-    for round in 0..20 {
+    // Spread the kills over the backfill: round k waits until the file holds about k/22 of
+    // it (documents are over 1 KB), then kills at a random moment after that.
+    let file_len = || {
+        std::fs::metadata(scratch.path("events.ndjson"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    for round in 0..20u64 {
         let daemon = DaemonProcess::start(&cfg, &scratch.path(&format!("run-{round}.log")));
-        std::thread::sleep(Duration::from_millis(rng.random_range(200..1500)));
+        let share = (round + 1) * 200_000 / 22 * 1_000;
+        wait_until(
+            Duration::from_secs(120),
+            &format!("round {round}: the backfill reaching {share} bytes"),
+            || file_len() >= share,
+        );
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..400)));
         daemon.kill9();
     }
+    let mid = es.stats();
     run_once(&cfg);
-    let want = c.expected(Api::Auditing, cursor(&scratch.path("state"), &["archive"]));
+    let want = c.expected(
+        Api::Auditing,
+        cursor(&scratch.path("state"), &["archive", "es"]),
+    );
+    let total = want.values().sum::<usize>();
+    assert!(total >= 200_000);
     let got = ids_in_file(&scratch.path("events.ndjson"));
-    assert!(want.values().sum::<usize>() >= 200_000);
-    assert!(want == got, "{}", diff(&want, &got));
+    assert!(want == got, "file: {}", diff(&want, &got));
+    // Elasticsearch: every event once; a re-sent one after a kill is a 409, not a copy.
+    let got = es.ids(DS);
+    assert!(want == got, "elasticsearch: {}", diff(&want, &got));
+    assert_eq!(
+        es.stats().created as usize,
+        total,
+        "each event created once"
+    );
+    assert!(mid.created > 0, "the kills hit a daemon that was indexing");
+}
+
+#[test]
+fn elasticsearch_503_and_kafka_broker_down_the_others_deliver_and_each_catches_up() {
+    let c = Confluence::with_history_over(SimConfig::default(), 4_000, SIX_HOURS);
+    let scratch = Scratch::new();
+    let es = EsServer::start(EsOptions::default());
+    es.faults(|f| f.outage = true);
+    let mut broker = Broker::start(scratch.dir.path());
+    broker.down();
+    let metrics_port = common::free_port();
+    let cfg = scratch.config(&format!(
+        r#"{source}
+[state]
+dir = "{state}"
+[[sink]]
+name = "archive"
+type = "file"
+path = "{file}"
+[[sink]]
+name = "es"
+type = "elasticsearch"
+url = "{es}"
+max_backoff = "500ms"
+[[sink]]
+name = "kafka"
+type = "kafka"
+brokers = "{brokers}"
+topic = "audit"
+create_topic = true
+delivery_timeout = "2s"
+max_backoff = "500ms"
+[server]
+listen = "127.0.0.1:{metrics_port}"
+"#,
+        source = source_toml("wiki", &c.url, "legacy", "lag = \"1s\""),
+        state = scratch.path("state").display(),
+        file = scratch.path("events.ndjson").display(),
+        es = es.url,
+        brokers = broker.address(),
+    ));
+    let arrivals = {
+        let _g = c.rt.enter();
+        c.sim.start_arrivals(100.0, ArrivalMix::default())
+    };
+    let daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
+    let pid = daemon.child.id();
+    let metric = |name: &str| scrape(metrics_port, name).unwrap_or(f64::NAN);
+    let file_ids = || ids_in_file(&scratch.path("events.ndjson"));
+
+    // Both down: the file sink delivers the history and what keeps arriving.
+    wait_until(Duration::from_secs(60), "the file sink delivering", || {
+        file_ids().len() >= 4_000
+    });
+    let rss_early = rss_mib(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let in_file = file_ids().len();
+    assert!(in_file > 4_000, "arrivals kept flowing to the file");
+    // The two down sinks' events wait on disk, counted, not in memory.
+    for sink in ["es", "kafka"] {
+        let queued = metric(&format!("caf_sink_queue_events{{sink=\"{sink}\"}}"));
+        assert!(
+            queued >= 4_000.0,
+            "{sink} queue {queued}\n{}",
+            scratch.logs()
+        );
+    }
+    // Said so, in the metrics too.
+    assert!(metric("caf_sink_failures_total{sink=\"es\",kind=\"http_5xx\"}") >= 1.0);
+    assert!(es.stats().outage_503 >= 1);
+    assert!(es.ids(DS).is_empty());
+    let rss_late = rss_mib(pid);
+    assert!(
+        rss_late < rss_early + 16.0,
+        "RSS grew while two sinks were down: {rss_early:.1} -> {rss_late:.1} MiB"
+    );
+
+    // Elasticsearch recovers: it catches up while the broker is still down.
+    es.faults(|f| f.outage = false);
+    wait_until(Duration::from_secs(60), "Elasticsearch caught up", || {
+        es.ids(DS).len() >= in_file
+    });
+    assert!(metric("caf_sink_queue_events{sink=\"kafka\"}") >= in_file as f64);
+
+    // The broker comes back: Kafka catches up too.
+    broker.up();
+    wait_until(Duration::from_secs(90), "Kafka caught up", || {
+        metric("caf_sink_delivered_total{sink=\"kafka\"}") >= in_file as f64
+    });
+    drop(arrivals);
+    let (status, _) = daemon.terminate();
+    assert!(status.success(), "{}", scratch.logs());
+    // Whatever was queued at the stop goes out too.
+    run_once(&cfg);
+
+    let cur = cursor(&scratch.path("state"), &["archive", "es", "kafka"]);
+    let want = c.expected(Api::Legacy, cur);
+    let got = file_ids();
+    assert!(want == got, "file: {}", diff(&want, &got));
+    let got = es.ids(DS);
+    assert!(want == got, "elasticsearch: {}", diff(&want, &got));
+    assert_eq!(
+        es.stats().created as usize,
+        want.values().sum::<usize>(),
+        "each event created once in Elasticsearch"
+    );
+    // Kafka is at least once, deduplicable by key: every event, no stranger.
+    let got: BTreeMap<String, usize> = keys(&read_topic(&broker.address(), "audit"))
+        .into_keys()
+        .map(|k| (k, 1))
+        .collect();
+    let want_keys: BTreeMap<String, usize> = want.keys().map(|k| (k.clone(), 1)).collect();
+    assert!(want_keys == got, "kafka: {}", diff(&want_keys, &got));
 }
 
 #[test]
