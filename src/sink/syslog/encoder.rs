@@ -381,9 +381,13 @@ fn fit(message: &mut Vec<u8>, header_len: usize, body: &[u8], max: Option<usize>
     }
     message.extend_from_slice(&body[..cut]);
     message.extend_from_slice(TRUNCATION_MARKER.as_bytes());
-    // A header longer than the limit itself (a limit under ~300 bytes): cut it too, it is
-    // ASCII, so any byte is a boundary.
-    message.truncate(max);
+    // A header longer than the limit itself (a small limit, long structured-data values):
+    // cut it too, at a character boundary (structured data may hold any UTF-8).
+    let mut end = max.min(message.len());
+    while end > 0 && !is_char_boundary(message, end) {
+        end -= 1;
+    }
+    message.truncate(end);
     true
 }
 
@@ -508,6 +512,19 @@ mod tests {
             s.starts_with("<84>Nov  5 09:08:07 wiki.example.com conf_lu_ence_audit: {"),
             "{s}"
         );
+    }
+
+    /// Found by `fuzz/fuzz_targets/syslog_encode.rs`: a header longer than a small limit
+    /// (long structured-data values turned into U+FFFD) was cut inside a character.
+    #[test]
+    fn a_header_longer_than_the_limit_is_cut_at_a_character_boundary() {
+        let c = cfg("framing = \"lf\"\nmax_message_bytes = 480");
+        let mut d = doc();
+        d["event"]["action"] = "\u{7f}".repeat(200).into();
+        let s = encode(&c, &d); // panics on invalid UTF-8
+        let msg = s.strip_suffix('\n').unwrap();
+        assert!(msg.len() <= 480 && msg.len() >= 477, "{}", msg.len());
+        assert!(msg.ends_with('\u{FFFD}'), "{msg:?}");
     }
 
     #[test]
