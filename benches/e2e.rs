@@ -1,11 +1,20 @@
 //! End-to-end benchmark: simulator → daemon (durable queue) → file sink, as separate
 //! processes, measured from the outside.
 //!
-//! `cargo bench --bench e2e` (or `-- --records 1000000`) prints, for a backfill of N
-//! records: events/s, CPU seconds per 100k events, peak RSS (from `/usr/bin/time -v`), then
-//! for a steady arrival rate: record-to-sink latency p50/p99 and steady-state RSS, and the
-//! time from start to first poll. Every run also checks that the file holds every record
-//! exactly once, so a fast wrong answer cannot pass for a fast one.
+//! `cargo bench --bench e2e` (or `-- --records 1000000 --sink file|elasticsearch|kafka|all`)
+//! prints, for a backfill of N records into each sink: events/s, CPU seconds per 100k
+//! events, peak RSS (from `/usr/bin/time -v`), then for a steady arrival rate into the file
+//! sink: record-to-sink latency p50/p99, steady-state RSS, and the time from start to the
+//! first poll. Every run also checks that the destination holds every record exactly once
+//! (by `event.id`), so a fast wrong answer cannot pass for a fast one.
+//!
+//! Elasticsearch is the in-repo `_bulk` test server (in this process), Kafka a tansu broker
+//! (memory storage) started for the run.
+
+#[path = "../tests/es_server/mod.rs"]
+mod es_server;
+#[path = "../tests/kafka_support/mod.rs"]
+mod kafka_support;
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -54,7 +63,20 @@ fn simulator(history: usize, rate: f64, span: &str) -> (Proc, String) {
     (Proc(child), url)
 }
 
+/// Where a backfill goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    File,
+    Elasticsearch,
+    Kafka,
+}
+
 fn config(dir: &Path, url: &str, poll: &str, lag: &str) -> PathBuf {
+    config_with_sink(dir, url, poll, lag, None)
+}
+
+/// `sink`: the `[[sink]]` table to use instead of the file sink.
+fn config_with_sink(dir: &Path, url: &str, poll: &str, lag: &str, sink: Option<&str>) -> PathBuf {
     let path = dir.join("config.toml");
     std::fs::write(
         &path,
@@ -69,17 +91,17 @@ start_at = "beginning"
 page_size = 1000
 [state]
 dir = "{state}"
-[[sink]]
-name = "file"
-type = "file"
-path = "{out}"
+{sink}
 [server]
 listen = ""
 [log]
 level = "warn"
 "#,
             state = dir.join("state").display(),
-            out = dir.join("events.ndjson").display(),
+            sink = sink.map(str::to_owned).unwrap_or_else(|| format!(
+                "[[sink]]\nname = \"file\"\ntype = \"file\"\npath = \"{}\"",
+                dir.join("events.ndjson").display()
+            )),
         ),
     )
     .unwrap();
@@ -113,10 +135,28 @@ fn count_lines(path: &Path) -> usize {
         .count()
 }
 
-fn backfill(records: usize) {
+fn backfill(records: usize, target: Target) {
     let dir = tempfile::tempdir().unwrap();
     let (_sim, url) = simulator(records, 0.0, "7d");
-    let cfg = config(dir.path(), &url, "1s", "0s");
+    let es = (target == Target::Elasticsearch).then(|| {
+        es_server::EsServer::start(es_server::EsOptions {
+            keep_documents: false,
+            ..Default::default()
+        })
+    });
+    let broker = (target == Target::Kafka).then(|| kafka_support::Broker::start(dir.path()));
+    let sink = match target {
+        Target::File => None,
+        Target::Elasticsearch => Some(format!(
+            "[[sink]]\nname = \"es\"\ntype = \"elasticsearch\"\nurl = \"{}\"",
+            es.as_ref().unwrap().url
+        )),
+        Target::Kafka => Some(format!(
+            "[[sink]]\nname = \"kafka\"\ntype = \"kafka\"\nbrokers = \"{}\"\ntopic = \"audit\"\ncreate_topic = true",
+            broker.as_ref().unwrap().address()
+        )),
+    };
+    let cfg = config_with_sink(dir.path(), &url, "1s", "0s", sink.as_deref());
     let out = Command::new("/usr/bin/time")
         .arg("-v")
         .arg(BIN)
@@ -126,15 +166,35 @@ fn backfill(records: usize) {
         .expect("/usr/bin/time (Debian package `time`)");
     let report = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "once failed: {report}");
-    let delivered = count_lines(&dir.path().join("events.ndjson"));
+    // Distinct event ids at the destination, and how many it holds in all.
+    let (delivered, held) = match target {
+        Target::File => {
+            let n = count_lines(&dir.path().join("events.ndjson"));
+            (n, n)
+        }
+        Target::Elasticsearch => {
+            let es = es.as_ref().unwrap();
+            let ids = es.ids("logs-confluence.audit-default");
+            (ids.len(), es.stats().created as usize)
+        }
+        Target::Kafka => {
+            let messages = kafka_support::read_topic(&broker.as_ref().unwrap().address(), "audit");
+            (kafka_support::keys(&messages).len(), messages.len())
+        }
+    };
     let wall = wall_seconds(&report);
     let cpu =
         time_field(&report, "User time (seconds)") + time_field(&report, "System time (seconds)");
     let rss_kib = time_field(&report, "Maximum resident set size (kbytes)");
-    println!("backfill of {records} records (DC advanced auditing API, 1000 per page) → file sink");
+    let name = match target {
+        Target::File => "file sink",
+        Target::Elasticsearch => "Elasticsearch test server",
+        Target::Kafka => "Kafka (tansu)",
+    };
+    println!("backfill of {records} records (DC advanced auditing API, 1000 per page) → {name}");
     println!(
-        "  delivered          {delivered} (exactly the simulator's {records}: {})",
-        delivered == records
+        "  delivered          {delivered} distinct, {held} in all (exactly the simulator's {records}: {})",
+        delivered == records && held == records
     );
     println!("  wall time          {wall:.2} s");
     println!(
@@ -147,8 +207,9 @@ fn backfill(records: usize) {
     );
     println!("  peak RSS           {:.1} MiB", rss_kib / 1024.0);
     assert_eq!(
-        delivered, records,
-        "the file must hold every record exactly once"
+        (delivered, held),
+        (records, records),
+        "the {name} must hold every record exactly once"
     );
 }
 
@@ -240,6 +301,42 @@ fn steady(rate: f64, seconds: u64) {
     );
 }
 
+/// Start to the first request to Confluence (the start of the first poll), median of 7 runs:
+/// the time from `spawn` to the daemon's debug line for its first connection.
+fn startup(url: &str) {
+    let mut times = Vec::new();
+    for _ in 0..7 {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), url, "1s", "1s");
+        let started = Instant::now();
+        let mut child = Proc(
+            Command::new(BIN)
+                .args(["run", "--config"])
+                .arg(&cfg)
+                .env("CAF__LOG__LEVEL", "warn,reqwest::connect=debug")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let stderr = child.0.stderr.take().unwrap();
+        for line in BufReader::new(stderr).lines() {
+            if line.unwrap().contains("starting new connection") {
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "start → first request to Confluence: {:.1} ms median of {} (min {:.1}, max {:.1})",
+        times.get(times.len() / 2).copied().unwrap_or(f64::NAN),
+        times.len(),
+        times.first().copied().unwrap_or(f64::NAN),
+        times.last().copied().unwrap_or(f64::NAN)
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // `cargo test` runs benches in test mode (`--bench` absent): keep that quick.
@@ -252,6 +349,24 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    backfill(records);
-    steady(200.0, 20);
+    let sink = args
+        .iter()
+        .position(|a| a == "--sink")
+        .and_then(|i| args.get(i + 1))
+        .map_or("all", String::as_str);
+    let targets: &[Target] = match sink {
+        "file" => &[Target::File],
+        "elasticsearch" => &[Target::Elasticsearch],
+        "kafka" => &[Target::Kafka],
+        "all" => &[Target::File, Target::Elasticsearch, Target::Kafka],
+        other => panic!("--sink {other}: expected file, elasticsearch, kafka or all"),
+    };
+    for t in targets {
+        backfill(records, *t);
+    }
+    if targets.contains(&Target::File) {
+        steady(200.0, 20);
+        let (_sim, url) = simulator(0, 0.0, "1h");
+        startup(&url);
+    }
 }
