@@ -8,12 +8,15 @@
 //! - [`source`]: one task per Confluence instance. Fetches a time window from one of the audit
 //!   APIs (legacy `/rest/api/audit`, Cloud `/wiki/rest/api/audit`, DC `/rest/auditing/1.0/events`),
 //!   pages through it, honours rate limits and faults, deduplicates the overlap by content hash
-//!   (count-aware), and hands finished windows to [`state`]. Owns the cursor logic.
+//!   (count-aware), and hands finished windows to [`state`], one slice at a time and in order
+//!   (the next slice is fetched and normalized while one commits). Owns the cursor logic.
 //! - [`normalize`]: turns one raw record (any of the four shapes) into ECS document bytes and
 //!   its deterministic `event.id`. Pure functions, no I/O.
 //! - [`state`]: the durable store (one redb file). In one transaction it enqueues a window's
 //!   documents for every sink and advances the source's cursor, so a crash anywhere re-reads a
 //!   window rather than losing or half-writing it. Also holds per-sink queues and dead letters.
+//!   Transactions reach the disk in order, grouped: fsync'd at most every 200 ms and whenever a
+//!   caller goes idle or stops.
 //! - [`sink`]: one worker per sink drains its own queue in batches, delivers, retries with
 //!   backoff, deletes what was delivered and dead-letters what never can be. A dead sink only
 //!   grows its own queue. One folder per sink kind.
@@ -23,7 +26,8 @@
 //! - [`daemon`]: wires sources, state and sink workers together for `run` and `once`.
 //! - [`metrics`] and [`server`]: Prometheus metrics, `/healthz` and `/readyz`.
 //! - [`demo`]: simulator → daemon → stdout and a file, in one command.
-//! - [`cli`]: the command line (`run`, `once`, `check-config`, `normalize`, `simulate`, `demo`).
+//! - [`cli`]: the command line (`run`, `once`, `check-config`, `normalize`, `simulate`, `demo`,
+//!   `dlq`, `setup`).
 //!
 //! The invariant everything else serves: a record is either still to be fetched (the cursor
 //! is behind it) or queued durably for every sink; a queued entry leaves a sink's queue only
