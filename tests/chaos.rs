@@ -355,10 +355,33 @@ fn hostile_confluence_skewed_clock_and_a_crowded_millisecond() {
             "page_size = 1000\nlag = \"2s\"\nrequest_timeout = \"5s\"",
             "",
         );
+        let metrics_port = common::free_port();
+        let toml = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(
+            &cfg,
+            toml.replace(
+                "listen = \"\"",
+                &format!("listen = \"127.0.0.1:{metrics_port}\""),
+            ),
+        )
+        .unwrap();
         let daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
         std::thread::sleep(Duration::from_secs(8));
         drop(arrivals);
         std::thread::sleep(Duration::from_secs(4));
+        // The daemon's own metrics say what happened.
+        let metric = |name: &str| scrape(metrics_port, name).unwrap_or(0.0);
+        for kind in ["http_429", "http_5xx"] {
+            let n = metric(&format!(
+                "caf_source_errors_total{{source=\"wiki\",kind=\"{kind}\"}}"
+            ));
+            assert!(
+                n >= 1.0,
+                "skew {skew_ms}: caf_source_errors_total {kind} = {n}"
+            );
+        }
+        // Faults cost retries, not events: some were queued meanwhile.
+        assert!(metric("caf_source_events_total{source=\"wiki\"}") >= 1.0);
         let (status, _) = daemon.terminate();
         assert!(status.success());
         let out = run_once(&cfg);
@@ -379,7 +402,7 @@ fn hostile_confluence_skewed_clock_and_a_crowded_millisecond() {
             scratch.logs()
         );
         assert!(c.sim.fault_count() >= 5, "{}", c.sim.fault_count());
-        // The daemon says what happened: its logs name each kind of fault it retried.
+        // And its logs name each kind of fault it retried.
         let logs = format!(
             "{}{out}",
             std::fs::read_to_string(scratch.path("daemon.log")).unwrap()
