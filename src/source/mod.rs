@@ -54,6 +54,8 @@ pub struct PollReport {
     pub window: Option<(i64, i64)>,
     pub records_read: u64,
     pub events_new: u64,
+    /// Commits that moved the cursor (completed slices, and the jumps past a part queued
+    /// ahead of it).
     pub slices: u64,
 }
 
