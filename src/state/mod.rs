@@ -121,9 +121,8 @@ pub struct WindowCommit {
     /// New seen-counts: (record ms, hash) → count observed in this window.
     pub seen: HashMap<(i64, ContentHash), u32>,
     /// The new cursor (inclusive end of the window; the cursor never moves back), or `None`
-    /// to leave it: records queued
-    /// ahead of the cursor (a large slice read newest first) are kept from doubling by
-    /// their seen-counts when the window is read again.
+    /// to leave it: records queued ahead of the cursor (a large slice read newest first) are
+    /// kept from doubling by their seen-counts when the window is read again.
     pub cursor_ms: Option<i64>,
     /// Seen-counts older than this can no longer be re-read and are dropped (`i64::MIN`:
     /// keep all; a commit that leaves the cursor must keep them).
@@ -146,16 +145,39 @@ struct Inner {
     sync: Mutex<SyncState>,
 }
 
-/// Group-commit bookkeeping.
+/// Group-commit bookkeeping. Counted, not flagged: each number is taken while holding redb's
+/// write lock, so a durable commit covers exactly the non-durable ones begun before it, even
+/// when another writer commits between its commit and its bookkeeping.
 struct SyncState {
     last_durable: Instant,
-    /// A non-durable transaction was committed since `last_durable`.
-    pending: bool,
+    /// Non-durable transactions begun so far.
+    nondurable: u64,
+    /// How many of them a durable commit has persisted.
+    durable_upto: u64,
+}
+
+impl SyncState {
+    /// A non-durable transaction may not be on disk yet.
+    fn pending(&self) -> bool {
+        self.nondurable > self.durable_upto
+    }
+
+    fn made_durable(&mut self, covers: u64) {
+        self.durable_upto = self.durable_upto.max(covers);
+        self.last_durable = Instant::now();
+    }
+}
+
+/// How a write transaction takes part in the group commit: durable (persisting the first
+/// `covers` non-durable ones) or not.
+struct Grouped {
+    durable: bool,
+    covers: u64,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let pending = self.sync.get_mut().map(|s| s.pending).unwrap_or(true);
+        let pending = self.sync.get_mut().map(|s| s.pending()).unwrap_or(true);
         if pending && let Ok(tx) = self.db.begin_write() {
             let _ = tx.commit();
         }
@@ -188,7 +210,8 @@ impl Store {
                 failed_notify: tokio::sync::Notify::new(),
                 sync: Mutex::new(SyncState {
                     last_durable: Instant::now(),
-                    pending: false,
+                    nondurable: 0,
+                    durable_upto: 0,
                 }),
             }),
         };
@@ -228,14 +251,12 @@ impl Store {
     /// Make every committed transaction durable now (one fsync if any is pending). Called
     /// when a caller goes idle or stops, so a quiet store is always a durable one.
     pub fn sync(&self) -> Result<(), StateError> {
-        if !self.lock_sync().pending {
+        if !self.lock_sync().pending() {
             return Ok(());
         }
-        let tx = self.inner.db.begin_write()?;
+        let (tx, grouped) = self.begin_grouped(true)?;
         tx.commit()?;
-        let mut s = self.lock_sync();
-        s.pending = false;
-        s.last_durable = Instant::now();
+        self.committed(grouped);
         Ok(())
     }
 
@@ -245,24 +266,31 @@ impl Store {
 
     /// A write transaction on the group-commit schedule: durable when the last durable one
     /// is [`SYNC_EVERY`] old (or `force`), otherwise persisted by a later durable one.
-    fn begin_grouped(&self, force: bool) -> Result<(redb::WriteTransaction, bool), StateError> {
+    fn begin_grouped(&self, force: bool) -> Result<(redb::WriteTransaction, Grouped), StateError> {
         let mut tx = self.inner.db.begin_write()?;
-        // Decided while holding redb's write lock, so no other writer is in between.
-        let durable = force || self.lock_sync().last_durable.elapsed() >= SYNC_EVERY;
-        if !durable {
+        // Decided and counted while holding redb's write lock: no other writer in between.
+        let grouped = {
+            let mut s = self.lock_sync();
+            let durable = force || s.last_durable.elapsed() >= SYNC_EVERY;
+            if !durable {
+                // Counted before the commit: one that then fails only costs a spare sync.
+                s.nondurable += 1;
+            }
+            Grouped {
+                durable,
+                covers: s.nondurable,
+            }
+        };
+        if !grouped.durable {
             tx.set_durability(redb::Durability::None)
                 .map_err(|e| StateError::Db(e.into()))?;
         }
-        Ok((tx, durable))
+        Ok((tx, grouped))
     }
 
-    fn committed(&self, durable: bool) {
-        let mut s = self.lock_sync();
-        if durable {
-            s.pending = false;
-            s.last_durable = Instant::now();
-        } else {
-            s.pending = true;
+    fn committed(&self, grouped: Grouped) {
+        if grouped.durable {
+            self.lock_sync().made_durable(grouped.covers);
         }
     }
 
@@ -341,7 +369,7 @@ impl Store {
     /// The heart of the invariant: enqueue `commit.events` for every sink, record the seen
     /// counts and move the cursor, all in one transaction.
     pub fn commit_window(&self, source: &str, commit: &WindowCommit) -> Result<(), StateError> {
-        let (tx, durable) = self.begin_grouped(false)?;
+        let (tx, grouped) = self.begin_grouped(false)?;
         {
             let mut cursors = tx.open_table(CURSORS)?;
             let current = match cursors.get(source)? {
@@ -384,7 +412,7 @@ impl Store {
             queue::enqueue_all(&tx, &self.inner.sinks, &commit.events)?;
         }
         tx.commit()?;
-        self.committed(durable);
+        self.committed(grouped);
         Ok(())
     }
 
@@ -429,10 +457,10 @@ impl Store {
         // A checkpoint alone is a sink's starting point (the file sink's length before its
         // first write): it must be on disk before anything is written after it.
         let force = delivered.is_empty() && rejected.is_empty();
-        let (tx, durable) = self.begin_grouped(force)?;
+        let (tx, grouped) = self.begin_grouped(force)?;
         queue::ack(&tx, sink, delivered, rejected, checkpoint)?;
         tx.commit()?;
-        self.committed(durable);
+        self.committed(grouped);
         Ok(())
     }
 

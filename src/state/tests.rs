@@ -174,7 +174,7 @@ fn group_commit_is_durable_on_schedule_on_sync_on_checkpoints_and_on_close() {
     };
     {
         let store = Store::open(dir.path(), &sinks()).unwrap();
-        let pending = |s: &Store| s.lock_sync().pending;
+        let pending = |s: &Store| s.lock_sync().pending();
         // Just opened: the next hot commit waits for the group.
         store.commit_window("wiki", &window("e1", 1)).unwrap();
         assert!(pending(&store));
