@@ -249,11 +249,8 @@ impl Daemon {
         }
         self.mode_tx.send_replace(RunMode::Stop);
         // Whatever the group commit still holds goes to disk before the process ends.
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.sync()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot sync the state store on stop"),
-            Err(e) => tracing::error!(error = %e, "state store sync task failed"),
+        if let Err(e) = worker::blocking(&self.store, |s| s.sync()).await {
+            tracing::error!(error = %e, "cannot sync the state store on stop");
         }
     }
 }
