@@ -10,7 +10,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, LogFormat};
-use crate::daemon::{Daemon, Exit};
+use crate::daemon::Daemon;
+use crate::lifecycle::Exit;
 use crate::normalize::{self, Api, NormalizeOptions};
 
 #[derive(Parser)]

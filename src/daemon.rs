@@ -14,13 +14,15 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::config::{Config, SinkConfig, SinkKind};
+use crate::lifecycle::{Exit, RunMode, signal};
 use crate::metrics::Metrics;
 use crate::normalize::NormalizeOptions;
 use crate::server::Health;
-use crate::sink::worker::{self, RunMode, SinkStatus, WorkerContext, WorkerSettings};
+use crate::sink::worker::{self, SinkStatus, WorkerContext, WorkerSettings};
 use crate::sink::{file::FileSink, kafka::KafkaSink, stdout::StdoutSink, syslog::SyslogSink};
 use crate::source::{Source, SourceStatus};
 use crate::state::Store;
+use crate::state::blocking;
 
 /// Everything a running daemon shares between its tasks.
 pub struct Daemon {
@@ -249,7 +251,7 @@ impl Daemon {
         }
         self.mode_tx.send_replace(RunMode::Stop);
         // Whatever the group commit still holds goes to disk before the process ends.
-        if let Err(e) = worker::blocking(&self.store, |s| s.sync()).await {
+        if let Err(e) = blocking(&self.store, |s| s.sync()).await {
             tracing::error!(error = %e, "cannot sync the state store on stop");
         }
     }
@@ -322,35 +324,4 @@ fn systemd_ready() -> Option<tokio::task::JoinHandle<()>> {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
         }
     }))
-}
-
-/// Why `run` returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// SIGTERM or SIGINT: exit.
-    Stop,
-    /// SIGHUP: reload the configuration and start again.
-    Reload,
-}
-
-/// Wait for SIGTERM or SIGINT (SIGHUP is ignored here).
-pub async fn wait_for_stop() {
-    while signal().await != Exit::Stop {}
-}
-
-async fn signal() -> Exit {
-    use tokio::signal::unix::{SignalKind, signal};
-    let wait = |kind: SignalKind| async move {
-        match signal(kind) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = wait(SignalKind::terminate()) => Exit::Stop,
-        _ = wait(SignalKind::interrupt()) => Exit::Stop,
-        _ = wait(SignalKind::hangup()) => Exit::Reload,
-    }
 }

@@ -24,6 +24,7 @@
 //!   included) used by `demo`, tests and benchmarks.
 //! - [`config`]: the TOML configuration, environment overrides, secrets and validation.
 //! - [`daemon`]: wires sources, state and sink workers together for `run` and `once`.
+//! - [`lifecycle`]: the run/drain/stop mode every task watches, and the signals that change it.
 //! - [`metrics`] and [`server`]: Prometheus metrics, `/healthz` and `/readyz`.
 //! - [`demo`]: simulator → daemon → stdout and a file, in one command.
 //! - [`cli`]: the command line (`run`, `once`, `check-config`, `normalize`, `simulate`, `demo`,
@@ -38,6 +39,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod lifecycle;
 pub mod metrics;
 pub mod normalize;
 pub mod server;

@@ -581,8 +581,9 @@ async fn a_document_that_is_not_json_is_rejected_and_the_rest_delivered() {
 // Multi-threaded: the waits on rsyslog's output block their thread while the worker runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_waits_for_a_late_receiver_and_delivers_every_queued_event_once() {
+    use confluence_audit_forwarder::lifecycle::RunMode;
     use confluence_audit_forwarder::sink::worker::{
-        self, RunMode, SinkStatus, WorkerContext, WorkerSettings,
+        self, SinkStatus, WorkerContext, WorkerSettings,
     };
     use confluence_audit_forwarder::state::{NewEvent, Store, WindowCommit};
     use std::time::Duration;

@@ -133,6 +133,6 @@ pub async fn serve_forever(opts: SimulateOptions) -> anyhow::Result<()> {
         records = sim.len(),
         "simulator serving /rest/api/audit, /wiki/rest/api/audit, /rest/auditing/1.0/events"
     );
-    crate::daemon::wait_for_stop().await;
+    crate::lifecycle::wait_for_stop().await;
     Ok(())
 }

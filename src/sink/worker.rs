@@ -13,19 +13,9 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::{Notify, watch};
 
 use super::{Delivery, Sink, SinkError};
+use crate::lifecycle::{RunMode, sleep_or_stop, wait_stop};
 use crate::metrics::Metrics;
-use crate::state::Store;
-
-/// What the daemon wants from its workers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunMode {
-    /// Deliver forever.
-    Run,
-    /// Deliver until the queue is empty, then return (shutdown, `once`).
-    Drain,
-    /// Return as soon as possible; what is queued stays queued.
-    Stop,
-}
+use crate::state::{Store, blocking};
 
 /// Batching and retry settings of one worker.
 #[derive(Debug, Clone)]
@@ -337,48 +327,5 @@ async fn update_queue_metrics(ctx: &WorkerContext, name: &str) {
             ((now as i64 - t).max(0)) as f64 / 1000.0
         });
         ctx.metrics.queue_oldest_age.get_or_create(&label).set(age);
-    }
-}
-
-/// Run a blocking store call off the async threads.
-pub async fn blocking<T: Send + 'static>(
-    store: &Store,
-    f: impl FnOnce(&Store) -> Result<T, crate::state::StateError> + Send + 'static,
-) -> Result<T, crate::state::StateError> {
-    let store = store.clone();
-    let result = match tokio::task::spawn_blocking({
-        let store = store.clone();
-        move || f(&store)
-    })
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    };
-    if let Err(e) = &result
-        && e.is_io()
-    {
-        store.mark_failed(e.to_string());
-    }
-    result
-}
-
-/// Sleep, unless told to stop first. True when stopping.
-async fn sleep_or_stop(mode: &mut watch::Receiver<RunMode>, d: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *mode.borrow() == RunMode::Stop,
-        _ = wait_stop(mode) => true,
-    }
-}
-
-async fn wait_stop(mode: &mut watch::Receiver<RunMode>) {
-    loop {
-        if *mode.borrow_and_update() == RunMode::Stop {
-            return;
-        }
-        if mode.changed().await.is_err() {
-            // The daemon is gone: nobody will ever say stop, so never resolve.
-            std::future::pending::<()>().await;
-        }
     }
 }

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use super::worker::{self, RunMode, SinkStatus, WorkerContext, WorkerSettings};
+use super::worker::{self, SinkStatus, WorkerContext, WorkerSettings};
 use super::{BatchOutcome, Delivery, QueuedEvent, Sink, SinkError};
+use crate::lifecycle::RunMode;
 use crate::metrics::Metrics;
 use crate::state::{NewEvent, Store, WindowCommit};
 

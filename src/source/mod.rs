@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
 use crate::config::{SourceConfig, StartAt};
+use crate::lifecycle::RunMode;
 use crate::metrics::{Metrics, SourceKindLabel};
 use crate::normalize::{self, NormalizeOptions};
-use crate::sink::worker::{RunMode, blocking};
+use crate::state::blocking;
 use crate::state::{CursorState, NewEvent, StateError, Store, WindowCommit};
 use client::{Client, FetchError, Transient};
 use paging::{Fetched, Pager, SliceFetch};

@@ -42,6 +42,30 @@ const CURSORS: TableDefinition<&str, &[u8]> = TableDefinition::new("cursors");
 /// (source, record ms, content hash) → how many identical records were seen in that ms.
 const SEEN: TableDefinition<(&str, i64, [u8; 16]), u32> = TableDefinition::new("seen");
 
+/// Run a blocking store call off the async threads. Every async caller goes through here, so
+/// an I/O failure of the store marks it failed (readiness) wherever it happens.
+pub async fn blocking<T: Send + 'static>(
+    store: &Store,
+    f: impl FnOnce(&Store) -> Result<T, StateError> + Send + 'static,
+) -> Result<T, StateError> {
+    let store = store.clone();
+    let result = match tokio::task::spawn_blocking({
+        let store = store.clone();
+        move || f(&store)
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    if let Err(e) = &result
+        && e.is_io()
+    {
+        store.mark_failed(e.to_string());
+    }
+    result
+}
+
 /// A state store error, with what the store was doing.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

@@ -1,0 +1,1 @@
+//! Hostile pages: what a response says (windows, paging, records).

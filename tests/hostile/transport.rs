@@ -1,0 +1,1 @@
+//! Hostile transport: how a response arrives (headers, bodies, redirects, TLS, logs).
