@@ -10,6 +10,7 @@
 mod common;
 #[path = "hostile/pages.rs"]
 mod pages;
+#[allow(dead_code)] // each behaviour a test needs, not every test needs each
 #[path = "hostile/server.rs"]
 mod server;
 #[path = "hostile/transport.rs"]
