@@ -68,11 +68,25 @@ enum Command {
     Demo(crate::demo::DemoOptions),
     /// Prepare a destination: index template, ILM policy, dashboards.
     #[command(subcommand)]
-    Setup(crate::sink::elasticsearch::setup::SetupCommand),
+    Setup(SetupCommand),
     /// Inspect or replay a sink's dead-letter queue.
     Dlq {
         #[command(subcommand)]
         action: DlqAction,
+    },
+}
+
+/// `setup …`: one subcommand per destination that needs setting up.
+#[derive(Subcommand)]
+enum SetupCommand {
+    /// Install the index template, ILM policy and (with kibana_url) the Kibana dashboards for
+    /// an Elasticsearch sink.
+    Elasticsearch {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// The sink to set up (default: the only elasticsearch sink).
+        #[arg(long)]
+        sink: Option<String>,
     },
 }
 
@@ -123,23 +137,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             config,
             drain_timeout,
         } => {
-            let mut cfg = load_with_logging(&config)?;
-            let rt = runtime()?;
-            // SIGHUP: drain, re-read the file, start again; a broken file keeps the old one.
-            while rt.block_on(async { Daemon::open(cfg.clone())?.run(drain_timeout).await })?
-                == Exit::Reload
-            {
-                match Config::load(&config) {
-                    Ok(new) => {
-                        tracing::info!(config = %config.display(), "configuration reloaded");
-                        cfg = new;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "reload failed; keeping the running configuration")
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            let cfg = load_with_logging(&config)?;
+            run_until_stopped(cfg, drain_timeout)
         }
         Command::Once {
             config,
@@ -180,7 +179,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Dlq { action } => dlq(action),
         Command::Setup(cmd) => {
             init_logging(LogFormat::Text, "info");
-            runtime()?.block_on(cmd.run())?;
+            runtime()?.block_on(setup(cmd))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Simulate(opts) => {
@@ -192,6 +191,39 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             init_logging(LogFormat::Text, "warn");
             runtime()?.block_on(crate::demo::run(opts))?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `run`: start, and on each SIGHUP (whose file the running daemon checked) drain and
+/// start again with the new file. A file that fails after all, or a new configuration that
+/// cannot start, keeps (or goes back to) the previous one: a reload never ends the daemon.
+fn run_until_stopped(mut cfg: Config, drain_timeout: Duration) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let mut previous: Option<Config> = None;
+    loop {
+        match rt.block_on(async { Daemon::open(cfg.clone())?.run(drain_timeout).await }) {
+            Ok(Exit::Stop) => return Ok(ExitCode::SUCCESS),
+            Ok(Exit::Reload) => match Config::load(&cfg.path) {
+                Ok(new) => {
+                    tracing::info!(config = %cfg.path.display(), "configuration reloaded");
+                    previous = Some(std::mem::replace(&mut cfg, new));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                    previous = None;
+                }
+            },
+            Err(e) => match previous.take() {
+                Some(old) => {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "the reloaded configuration did not start; going back to the previous one"
+                    );
+                    cfg = old;
+                }
+                None => return Err(e),
+            },
         }
     }
 }
@@ -284,6 +316,43 @@ fn normalize_stdin(api: Api, opts: &NormalizeOptions) -> anyhow::Result<ExitCode
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `setup elasticsearch`: the sink's own client, then the template, policy and dashboards.
+async fn setup(cmd: SetupCommand) -> anyhow::Result<()> {
+    use crate::sink::elasticsearch::{ElasticsearchConfig, setup};
+    let SetupCommand::Elasticsearch { config, sink } = cmd;
+    let cfg = Config::load(&config)?;
+    let candidates: Vec<(&str, &ElasticsearchConfig)> = cfg
+        .sink
+        .iter()
+        .filter_map(|s| match &s.kind {
+            crate::sink::SinkKind::Elasticsearch(es) => Some((s.name.as_str(), &**es)),
+            _ => None,
+        })
+        .filter(|(n, _)| sink.as_deref().is_none_or(|want| want == *n))
+        .collect();
+    let (name, es) = match candidates.as_slice() {
+        [one] => *one,
+        [] => anyhow::bail!(
+            "{}: no elasticsearch sink{}",
+            config.display(),
+            sink.map(|s| format!(" named {s:?}")).unwrap_or_default()
+        ),
+        _ => anyhow::bail!(
+            "{}: several elasticsearch sinks; choose one with --sink",
+            config.display()
+        ),
+    };
+    let (client, _) = setup::build_client(es).map_err(|e| anyhow::anyhow!("sink {name:?}: {e}"))?;
+    let kibana = setup::KibanaTarget::from_config(es)?;
+    if kibana.is_none() {
+        eprintln!("sink {name:?}: no kibana_url; skipping the dashboards");
+    }
+    for line in setup::install(&client, es, kibana.as_ref()).await? {
+        println!("sink {name:?}: {line}");
+    }
+    Ok(())
 }
 
 fn dlq(action: DlqAction) -> anyhow::Result<ExitCode> {

@@ -29,3 +29,13 @@ pub mod setup;
 
 pub use config::ElasticsearchConfig;
 pub use service::ElasticsearchSink;
+
+use super::BuildError;
+
+impl ElasticsearchConfig {
+    /// The sink: every setting checked, secrets resolved, PEM files loaded, client built.
+    pub fn build(&self, name: &str) -> Result<ElasticsearchSink, BuildError> {
+        self.validate()?;
+        ElasticsearchSink::new(name.to_owned(), self.clone())
+    }
+}

@@ -19,19 +19,11 @@ use serde_json::{Value, json};
 
 use super::config::{ElasticsearchConfig, Endpoints, Target};
 use super::encoder::{self, ItemError};
-use crate::sink::{BatchOutcome, Delivery, QueuedEvent, Sink, SinkError};
+use crate::sink::{BatchOutcome, BuildError, Delivery, QueuedEvent, Sink, SinkError};
 
 /// Fewest documents worth a bulk request of their own when a batch is split for
 /// `concurrency`: below this the request overhead dominates.
 const MIN_PART: usize = 50;
-
-/// A problem building the client from (validated) settings: unreadable PEM and the like.
-#[derive(Debug, thiserror::Error)]
-#[error("{key}: {problem}")]
-pub struct BuildError {
-    pub key: String,
-    pub problem: String,
-}
 
 /// The official client, configured from the sink's settings (shared by `setup`).
 pub fn build_client(cfg: &ElasticsearchConfig) -> Result<(Elasticsearch, usize), BuildError> {

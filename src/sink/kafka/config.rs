@@ -12,7 +12,8 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Deserializer};
 
-use crate::config::{Secret, parse_duration, resolve_secret};
+use crate::config::keys::Shape;
+use crate::config::{Secret, de_duration, resolve_secret};
 
 /// `[[sink]] type = "kafka"`.
 #[derive(Clone, Deserialize)]
@@ -44,7 +45,7 @@ pub struct KafkaConfig {
     /// SASL user name (`sasl.username`).
     pub sasl_username: Option<String>,
     /// SASL password (`sasl.password`): prefer `sasl_password_env` or `sasl_password_file`.
-    pub sasl_password: Option<String>,
+    pub sasl_password: Option<Secret>,
     pub sasl_password_env: Option<String>,
     pub sasl_password_file: Option<PathBuf>,
     /// Any librdkafka property, passed through as is.
@@ -103,6 +104,12 @@ impl KafkaConfig {
         let fail = |k: &str, p: String| Err((k.to_owned(), p));
         if self.brokers.split(',').all(|b| b.trim().is_empty()) {
             return fail("brokers", "must name at least one host:port".into());
+        }
+        if self.brokers.contains('@') {
+            return fail(
+                "brokers",
+                "holds credentials: give host:port only, and the credentials in sasl_username and sasl_password".into(),
+            );
         }
         check_topic("topic", &self.topic)?;
         if let Some(t) = &self.alerts_topic {
@@ -198,20 +205,21 @@ pub fn is_secret_property(key: &str) -> bool {
         || k.ends_with(".key")
 }
 
-/// librdkafka echoes property values in some errors: never let a secret through.
+/// librdkafka quotes property values in some errors ("Invalid value \"…\" for configuration
+/// property …"): no value is echoed, whatever its key (a mistyped secret property is not
+/// recognisably secret).
 fn redact_error(msg: &str, cfg: &KafkaConfig) -> String {
     let mut out = msg.to_owned();
-    let mut secrets: Vec<String> = cfg
-        .librdkafka
-        .iter()
-        .filter(|(k, _)| is_secret_property(k))
-        .map(|(_, v)| v.clone())
-        .collect();
+    let mut values: Vec<String> = cfg.librdkafka.values().cloned().collect();
     if let Ok(Some(p)) = cfg.sasl_password() {
-        secrets.push(p.expose().to_owned());
+        values.push(p.expose().to_owned());
     }
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(s.as_str(), "<redacted>");
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for v in values.iter().filter(|v| !v.is_empty()) {
+        out = out.replace(&format!("\"{v}\""), "\"<value not shown>\"");
+        if v.len() >= 4 {
+            out = out.replace(v.as_str(), "<value not shown>");
+        }
     }
     out
 }
@@ -259,10 +267,7 @@ impl fmt::Debug for KafkaConfig {
             .field("replication_factor", &self.replication_factor)
             .field("delivery_timeout", &self.delivery_timeout)
             .field("sasl_username", &self.sasl_username)
-            .field(
-                "sasl_password",
-                &self.sasl_password.as_ref().map(|_| "<redacted>"),
-            )
+            .field("sasl_password", &self.sasl_password)
             .field("sasl_password_env", &self.sasl_password_env)
             .field("sasl_password_file", &self.sasl_password_file)
             .field("librdkafka", &librdkafka)
@@ -283,9 +288,9 @@ mod defaults {
     }
 }
 
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
+/// The keys of `type = "kafka"`; `librdkafka` holds librdkafka's own properties.
+pub fn shape() -> Shape {
+    Shape::of::<KafkaConfig>(vec![("librdkafka", Shape::Open)])
 }
 
 /// A property value as TOML (or the `config` crate) may hand it over.
@@ -391,7 +396,7 @@ mod tests {
     #[test]
     fn debug_redacts_every_secret() {
         let mut c = base();
-        c.sasl_password = Some("hunter2-inline".into());
+        c.sasl_password = Some(Secret::new("hunter2-inline"));
         c.librdkafka
             .insert("sasl.password".into(), "hunter2-passthrough".into());
         c.librdkafka
