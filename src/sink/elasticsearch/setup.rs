@@ -11,8 +11,8 @@ use elasticsearch::http::Method;
 use elasticsearch::http::headers::HeaderMap;
 use serde_json::Value;
 
+pub use super::client::build_client;
 use super::config::{DEFAULT_DATA_STREAM, ElasticsearchConfig, Target};
-pub use super::service::build_client;
 
 /// `deploy/elasticsearch/index-template.json`: ECS mappings for every field the normalizer
 /// writes, `confluence.*` included; `dynamic: false`, so nothing is ever guessed.

@@ -23,6 +23,7 @@
 
 pub mod config;
 pub mod encoder;
+pub mod event;
 pub mod payload;
 pub mod service;
 
