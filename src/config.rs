@@ -16,10 +16,12 @@ use crate::normalize::{Api, NormalizeOptions};
 pub mod keys;
 mod load;
 mod secret;
+mod urls;
 mod writers;
 
 pub use crate::sink::{SinkConfig, SinkKind};
 pub use secret::{Secret, resolve_secret};
+pub use urls::{check_http_url, redact_url};
 
 /// Default location for `run`, `once` and `check-config`.
 pub const DEFAULT_PATH: &str = "/etc/confluence-audit-forwarder/config.toml";
@@ -312,38 +314,6 @@ mod defaults {
     }
 }
 
-/// An http(s) URL without credentials in it. Problems never quote the URL's password:
-/// they say where credentials go instead (`auth_section`).
-pub fn check_http_url(s: &str, auth_section: &str) -> Result<url::Url, String> {
-    let shown = redact_url(s);
-    let url = url::Url::parse(s)
-        .map_err(|e| format!("{shown:?} is not a URL like \"https://host.example.com\" ({e})"))?;
-    if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(format!("{shown:?} must be an http:// or https:// URL"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!(
-            "{shown:?} holds credentials: remove them from the URL and put them in `{auth_section}`"
-        ));
-    }
-    if url.host().is_none() {
-        return Err(format!("{shown:?} has no host"));
-    }
-    Ok(url)
-}
-
-/// `scheme://user:password@host/…` → `scheme://***@host/…`, for messages.
-pub fn redact_url(s: &str) -> String {
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return s.to_owned();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("{scheme}://***{}", &rest[at..]),
-        None => s.to_owned(),
-    }
-}
-
 /// Parse `"30s"`, `"5m"`, `"1h 30m"`, `"250ms"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
@@ -540,140 +510,4 @@ impl SourceConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_at_forms() {
-        assert_eq!("beginning".parse::<StartAt>(), Ok(StartAt::Beginning));
-        assert_eq!(
-            "-24h".parse::<StartAt>(),
-            Ok(StartAt::Ago(Duration::from_secs(86400)))
-        );
-        assert_eq!(
-            "2025-11-25T00:00:00Z".parse::<StartAt>(),
-            Ok(StartAt::Time(1_764_028_800_000))
-        );
-        assert!("yesterday".parse::<StartAt>().is_err());
-    }
-
-    #[test]
-    fn secrets_stay_out_of_debug_output_and_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let secret_file = dir.path().join("token");
-        std::fs::write(&secret_file, "file-secret-4711\n").unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
-            format!(
-                r#"
-[[source]]
-name = "a"
-url = "https://wiki.example.com"
-api = "legacy"
-[source.auth]
-type = "basic"
-username = "svc"
-password = "inline-secret-0815"
-[[source]]
-name = "b"
-url = "https://wiki2.example.com"
-api = "cloud"
-[source.auth]
-type = "bearer"
-token_file = "{}"
-[[sink]]
-name = "out"
-type = "stdout"
-"#,
-                secret_file.display()
-            ),
-        )
-        .unwrap();
-        let cfg = Config::load_with_env(&path, &[]).unwrap();
-        let creds: Vec<Credentials> = cfg
-            .source
-            .iter()
-            .map(|s| s.credentials().unwrap())
-            .collect();
-        assert_eq!(
-            creds[1],
-            Credentials::Bearer(Secret::new("file-secret-4711"))
-        );
-        let shown = format!("{cfg:?} {creds:?}");
-        assert!(!shown.contains("inline-secret-0815"), "{shown}");
-        assert!(!shown.contains("file-secret-4711"), "{shown}");
-        // An environment override of a secret is not echoed in errors either.
-        let err = Config::load_with_env(
-            &path,
-            &[("CAF__SOURCE__0__PAGE_SIZE".into(), "not-a-number".into())],
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("page_size"), "{err}");
-        assert!(!err.contains("inline-secret-0815"), "{err}");
-    }
-
-    #[test]
-    fn check_config_names_the_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = r#"
-[[source]]
-name = "wiki"
-url = "https://wiki.example.com"
-api = "auditing"
-[[sink]]
-name = "out"
-type = "file"
-path = "/tmp/x"
-"#;
-        let cases: &[(&str, &str, &str)] = &[
-            ("url = \"https://wiki.example.com\"\n", "", "source[0].url"),
-            ("api = \"auditing\"", "api = \"jira\"", "source[0].api"),
-            (
-                "api = \"auditing\"",
-                "api = \"auditing\"\nlag = \"soon\"",
-                "source[0].lag",
-            ),
-            (
-                "path = \"/tmp/x\"",
-                "path = \"/tmp/x\"\n[[sink]]\nname = \"out\"\ntype = \"stdout\"",
-                "sink[1].name",
-            ),
-            (
-                "api = \"auditing\"",
-                "api = \"auditing\"\n[source.auth]\ntype = \"basic\"\nusername = \"u\"\npassword_file = \"/nonexistent/secret\"",
-                "source[0].auth.password_file",
-            ),
-        ];
-        for (from, to, key) in cases {
-            let text = base.replacen(from, to, 1);
-            let path = dir.path().join("c.toml");
-            std::fs::write(&path, &text).unwrap();
-            let err = Config::load_with_env(&path, &[]).unwrap_err();
-            assert_eq!(err.key, *key, "{err} for\n{text}");
-            assert!(err.file.ends_with("c.toml"));
-        }
-        // Duplicate source names.
-        let dup = format!(
-            "{base}\n[[source]]\nname = \"wiki\"\nurl = \"https://x.example.com\"\napi = \"legacy\"\n"
-        );
-        let path = dir.path().join("d.toml");
-        std::fs::write(&path, dup).unwrap();
-        let err = Config::load_with_env(&path, &[]).unwrap_err();
-        assert_eq!(err.key, "source[1].name", "{err}");
-        assert!(err.problem.contains("duplicate"), "{err}");
-    }
-
-    #[test]
-    fn secrets_do_not_debug_print() {
-        let s = Secret::new("hunter2");
-        assert_eq!(format!("{s:?}"), "<redacted>");
-        let a = AuthConfig {
-            kind: AuthKind::Basic,
-            password: Some(Secret::new("hunter2")),
-            ..Default::default()
-        };
-        assert!(!format!("{a:?}").contains("hunter2"));
-    }
-}
+mod tests;

@@ -393,6 +393,15 @@ fn cases() -> Vec<(&'static str, String, &'static str, &'static str)> {
             "sink[0].name",
         ),
         (
+            "sink names equal but for spaces",
+            with(
+                "",
+                &format!("{FILE_SINK}[[sink]]\nname = \" out \"\ntype = \"stdout\"\n"),
+            ),
+            "sink[1].name",
+            "sink[0].name",
+        ),
+        (
             "zero batch",
             with("", &file("batch_max_events = 0")),
             "sink[0].batch_max_events",

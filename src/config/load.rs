@@ -304,6 +304,32 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_key_from_the_environment_is_an_error_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[source]]\nname = \"w\"\nurl = \"https://w.example.com\"\napi = \"cloud\"\n[[sink]]\nname = \"o\"\ntype = \"stdout\"\n",
+        )
+        .unwrap();
+        Config::load_with_env(&path, &[]).unwrap();
+        let err = Config::load_with_env(
+            &path,
+            &[("CAF__SINK__0__BATCH_MAX_EVENT".into(), "5".into())],
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "sink[0].batch_max_event", "{err}");
+        assert!(err.problem.contains("batch_max_events"), "{err}");
+        // An override of a known key still reads, numbers from text included.
+        let cfg = Config::load_with_env(
+            &path,
+            &[("CAF__SINK__0__BATCH_MAX_EVENTS".into(), "5".into())],
+        )
+        .unwrap();
+        assert_eq!(cfg.sink[0].batch_max_events, 5);
+    }
+
+    #[test]
     fn url_passwords_are_found() {
         assert_eq!(
             url_password("https://svc:pw@wiki.example.com/x").as_deref(),
