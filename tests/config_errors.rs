@@ -335,7 +335,7 @@ fn cases() -> Vec<(&'static str, String, &'static str, &'static str)> {
                 "",
             ),
             "source[0].auth.password_file",
-            "cannot read",
+            "nope: No such file",
         ),
         (
             "bearer without token",

@@ -182,8 +182,11 @@ fn locate_in_sink(mut err: ConfigError, tree: &serde_json::Value) -> ConfigError
 
 /// Keys whose value is a secret, in any section.
 pub fn is_secret_key(key: &str) -> bool {
-    matches!(key, "password" | "token" | "api_key" | "sasl_password")
-        || crate::sink::kafka::config::is_secret_property(key)
+    // `password_file` and `password_env` name where a secret is, not the secret.
+    let names_a_place = key.ends_with("_file") || key.ends_with("_env");
+    !names_a_place
+        && (matches!(key, "password" | "token" | "api_key" | "sasl_password")
+            || crate::sink::kafka::config::is_secret_property(key))
 }
 
 /// The `user:password` of `scheme://user:password@host…`, if there is one.
@@ -327,6 +330,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.sink[0].batch_max_events, 5);
+    }
+
+    #[test]
+    fn secret_keys_but_not_the_keys_saying_where_a_secret_is() {
+        for k in [
+            "password",
+            "token",
+            "api_key",
+            "sasl_password",
+            "ssl.key.password",
+        ] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        for k in [
+            "password_file",
+            "token_env",
+            "sasl_password_file",
+            "username",
+        ] {
+            assert!(!is_secret_key(k), "{k}");
+        }
     }
 
     #[test]

@@ -295,3 +295,21 @@ pub trait Sink: Send + 'static {
 
 #[cfg(test)]
 mod worker_tests;
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    #[test]
+    fn the_type_list_is_the_enum_and_every_type_has_its_keys() {
+        let err = serde_json::from_value::<SinkKind>(serde_json::json!({"type": "nope"}))
+            .unwrap_err()
+            .to_string();
+        // "unknown variant `nope`, expected one of `file`, `stdout`, …"
+        let listed: Vec<&str> = err.split('`').skip(3).step_by(2).collect();
+        assert_eq!(listed, SinkKind::TYPES, "{err}");
+        for t in SinkKind::TYPES {
+            assert!(SinkKind::shape_of(t).is_some(), "{t}");
+        }
+    }
+}
