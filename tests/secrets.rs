@@ -23,6 +23,7 @@ const ES_TOKEN: &str = "CanaryEsToken-0c77f2";
 const KAFKA_PASSWORD: &str = "CanaryKafkaPw-41e9bb";
 const KAFKA_SSL_KEY_PASSWORD: &str = "CanarySslKeyPw-66aa01";
 const KAFKA_MISTYPED: &str = "CanaryMistyped-1b2c3d";
+const KAFKA_KEYSTORE_PASSWORD: &str = "CanaryKeystorePw-d4e5f6";
 
 const CANARIES: &[&str] = &[
     SOURCE_PASSWORD,
@@ -33,6 +34,7 @@ const CANARIES: &[&str] = &[
     KAFKA_PASSWORD,
     KAFKA_SSL_KEY_PASSWORD,
     KAFKA_MISTYPED,
+    KAFKA_KEYSTORE_PASSWORD,
 ];
 
 /// Every way a canary could show: as is, base64, and base64 of `user:secret`.
@@ -128,10 +130,11 @@ delivery_timeout = "1s"
 max_backoff = "200ms"
 sasl_username = "kafka-user"
 sasl_password = "{KAFKA_PASSWORD}"
+ssl_key_password = "{KAFKA_SSL_KEY_PASSWORD}"
 [sink.librdkafka]
 "security.protocol" = "SASL_PLAINTEXT"
 "sasl.mechanism" = "PLAIN"
-"ssl.key.password" = "{KAFKA_SSL_KEY_PASSWORD}"
+"ssl.keystore.password" = "{KAFKA_KEYSTORE_PASSWORD}"
 
 [[sink]]
 name = "siem"

@@ -185,8 +185,10 @@ pub fn is_secret_key(key: &str) -> bool {
     // `password_file` and `password_env` name where a secret is, not the secret.
     let names_a_place = key.ends_with("_file") || key.ends_with("_env");
     !names_a_place
-        && (matches!(key, "password" | "token" | "api_key" | "sasl_password")
-            || crate::sink::kafka::config::is_secret_property(key))
+        && (matches!(
+            key,
+            "password" | "token" | "api_key" | "sasl_password" | "ssl_key_password"
+        ) || crate::sink::kafka::config::is_secret_property(key))
 }
 
 /// The `user:password` of `scheme://user:password@host…`, if there is one.

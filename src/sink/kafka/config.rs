@@ -48,6 +48,10 @@ pub struct KafkaConfig {
     pub sasl_password: Option<Secret>,
     pub sasl_password_env: Option<String>,
     pub sasl_password_file: Option<PathBuf>,
+    /// Password of the TLS client key (`ssl.key.password`), for `ssl.key.location`.
+    pub ssl_key_password: Option<Secret>,
+    pub ssl_key_password_env: Option<String>,
+    pub ssl_key_password_file: Option<PathBuf>,
     /// Any librdkafka property, passed through as is.
     #[serde(default, deserialize_with = "de_properties")]
     pub librdkafka: BTreeMap<String, String>,
@@ -94,6 +98,14 @@ const OWNED_PROPERTIES: &[(&str, &str)] = &[
     ("compression.type", "use `compression`"),
     ("compression.codec", "use `compression`"),
     ("message.timeout.ms", "use `delivery_timeout`"),
+    (
+        "sasl.password",
+        "use `sasl_password` (or its _env / _file form)",
+    ),
+    (
+        "ssl.key.password",
+        "use `ssl_key_password` (or its _env / _file form)",
+    ),
     ("delivery.timeout.ms", "use `delivery_timeout`"),
 ];
 
@@ -158,6 +170,17 @@ impl KafkaConfig {
         .transpose()
     }
 
+    /// The TLS client key's password, from its value, `ssl_key_password_env` or `_file`.
+    pub fn ssl_key_password(&self) -> Result<Option<Secret>, (String, String)> {
+        resolve_secret(
+            "ssl_key_password",
+            &self.ssl_key_password,
+            &self.ssl_key_password_env,
+            &self.ssl_key_password_file,
+        )
+        .transpose()
+    }
+
     /// The producer's librdkafka configuration: the user's properties, then the ones the
     /// delivery guarantee depends on.
     pub fn client_config(&self) -> Result<ClientConfig, (String, String)> {
@@ -170,6 +193,9 @@ impl KafkaConfig {
         }
         if let Some(password) = self.sasl_password()? {
             c.set("sasl.password", password.expose());
+        }
+        if let Some(password) = self.ssl_key_password()? {
+            c.set("ssl.key.password", password.expose());
         }
         let timeout_ms = self.delivery_timeout.as_millis().min(i32::MAX as u128);
         c.set("bootstrap.servers", self.brokers.trim())
@@ -211,8 +237,10 @@ pub fn is_secret_property(key: &str) -> bool {
 fn redact_error(msg: &str, cfg: &KafkaConfig) -> String {
     let mut out = msg.to_owned();
     let mut values: Vec<String> = cfg.librdkafka.values().cloned().collect();
-    if let Ok(Some(p)) = cfg.sasl_password() {
-        values.push(p.expose().to_owned());
+    for secret in [cfg.sasl_password(), cfg.ssl_key_password()] {
+        if let Ok(Some(p)) = secret {
+            values.push(p.expose().to_owned());
+        }
     }
     values.sort_by_key(|v| std::cmp::Reverse(v.len()));
     for v in values.iter().filter(|v| !v.is_empty()) {
@@ -270,6 +298,9 @@ impl fmt::Debug for KafkaConfig {
             .field("sasl_password", &self.sasl_password)
             .field("sasl_password_env", &self.sasl_password_env)
             .field("sasl_password_file", &self.sasl_password_file)
+            .field("ssl_key_password", &self.ssl_key_password)
+            .field("ssl_key_password_env", &self.ssl_key_password_env)
+            .field("ssl_key_password_file", &self.ssl_key_password_file)
             .field("librdkafka", &librdkafka)
             .finish()
     }
@@ -348,8 +379,28 @@ mod tests {
             sasl_password: None,
             sasl_password_env: None,
             sasl_password_file: None,
+            ssl_key_password: None,
+            ssl_key_password_env: None,
+            ssl_key_password_file: None,
             librdkafka: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn secrets_have_keys_of_their_own_not_passthrough_properties() {
+        let mut c = base();
+        c.librdkafka
+            .insert("ssl.key.password".into(), "hunter2".into());
+        let (key, problem) = c.validate().unwrap_err();
+        assert_eq!(key, "librdkafka.\"ssl.key.password\"");
+        assert!(problem.contains("ssl_key_password"), "{problem}");
+        assert!(!problem.contains("hunter2"), "{problem}");
+        c.librdkafka.clear();
+        c.ssl_key_password = Some(Secret::new("hunter2"));
+        assert_eq!(
+            c.client_config().unwrap().get("ssl.key.password"),
+            Some("hunter2")
+        );
     }
 
     #[test]
@@ -397,10 +448,7 @@ mod tests {
     fn debug_redacts_every_secret() {
         let mut c = base();
         c.sasl_password = Some(Secret::new("hunter2-inline"));
-        c.librdkafka
-            .insert("sasl.password".into(), "hunter2-passthrough".into());
-        c.librdkafka
-            .insert("ssl.key.password".into(), "hunter2-key".into());
+        c.ssl_key_password = Some(Secret::new("hunter2-key"));
         c.librdkafka.insert(
             "sasl.oauthbearer.client.secret".into(),
             "hunter2-oauth".into(),
