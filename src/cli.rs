@@ -201,8 +201,16 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 fn run_until_stopped(mut cfg: Config, drain_timeout: Duration) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let mut previous: Option<Config> = None;
+    // Reload failures found between two daemons, counted by the next one's metrics.
+    let mut failed_reloads = 0;
     loop {
-        match rt.block_on(async { Daemon::open(cfg.clone())?.run(drain_timeout).await }) {
+        let ran = rt.block_on(async {
+            let daemon = Daemon::open(cfg.clone())?;
+            daemon.metrics.config_reload_failures.inc_by(failed_reloads);
+            daemon.run(drain_timeout).await
+        });
+        failed_reloads = 0;
+        match ran {
             Ok(Exit::Stop) => return Ok(ExitCode::SUCCESS),
             Ok(Exit::Reload) => match Config::load(&cfg.path) {
                 Ok(new) => {
@@ -211,6 +219,7 @@ fn run_until_stopped(mut cfg: Config, drain_timeout: Duration) -> anyhow::Result
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                    failed_reloads = 1;
                     previous = None;
                 }
             },
@@ -220,6 +229,7 @@ fn run_until_stopped(mut cfg: Config, drain_timeout: Duration) -> anyhow::Result
                         error = format!("{e:#}"),
                         "the reloaded configuration did not start; going back to the previous one"
                     );
+                    failed_reloads = 1;
                     cfg = old;
                 }
                 None => return Err(e),

@@ -93,3 +93,58 @@ fn a_reload_that_fails_to_build_keeps_the_daemon_running_and_delivering() {
     let (status, _) = daemon.terminate();
     assert!(status.success(), "{status:?}: {}", scratch.logs());
 }
+
+#[test]
+fn a_reloaded_configuration_that_cannot_start_falls_back_to_the_running_one() {
+    let c = Confluence::with_history(SimConfig::default(), 100);
+    let scratch = Scratch::new();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let text = config_text(&scratch, &c.url, &listen, "");
+    let path = scratch.config(&text);
+    let mut daemon = DaemonProcess::start(&path, &scratch.path("daemon.log"));
+    let out = scratch.path("events.ndjson");
+    let delivered = || ids_in_file(&out).values().sum::<usize>();
+    wait_until(Duration::from_secs(60), "the backfill", || {
+        delivered() >= 100
+    });
+
+    // The new file checks out, but another process holds the lock on its sink's file, so
+    // it cannot start: the daemon goes back to the configuration it had.
+    let other = scratch.path("held.ndjson");
+    let held = std::fs::File::create(&other).unwrap();
+    held.lock().unwrap();
+    std::fs::write(
+        &path,
+        text.replace(&out.display().to_string(), &other.display().to_string()),
+    )
+    .unwrap();
+    hangup(&daemon);
+    wait_until(
+        Duration::from_secs(60),
+        "the fallback to be counted",
+        || scrape(port, "caf_config_reload_failures_total") == Some(1.0),
+    );
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "{}",
+        scratch.logs()
+    );
+    let logs = std::fs::read_to_string(scratch.path("daemon.log")).unwrap();
+    assert!(logs.contains("going back to the previous one"), "{logs}");
+    assert!(logs.contains("held.ndjson is locked"), "{logs}");
+
+    let before = delivered();
+    let now = c.sim.now_ms();
+    for i in 0..10 {
+        c.sim.insert_random(now - 1_000 + i, None);
+    }
+    wait_until(
+        Duration::from_secs(60),
+        "delivery to the old file again",
+        || delivered() >= before + 10,
+    );
+    assert_eq!(std::fs::metadata(&other).unwrap().len(), 0);
+    let (status, _) = daemon.terminate();
+    assert!(status.success(), "{status:?}");
+}
