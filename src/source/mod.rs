@@ -429,7 +429,7 @@ impl Source {
                     }
                     Some(err) => {
                         rejected += 1;
-                        tracing::error!(record = %truncate(&f.record.raw, 300), error = %err, "record does not parse; forwarded as a pipeline_error document");
+                        tracing::error!(record = %crate::logsafe::clean(&f.record.raw), error = %crate::logsafe::clean(err), "record does not parse; forwarded as a pipeline_error document");
                         write_error_doc(&mut doc, f.record, &id, &created, err, &opts);
                     }
                 }
@@ -588,13 +588,6 @@ fn is_self_generated(record: &normalize::Record<'_>) -> bool {
     record
         .raw()
         .contains("atlassian.audit.event.action.audit.search")
-}
-
-fn truncate(s: &str, n: usize) -> &str {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 /// A record that cannot be normalized is still forwarded — raw, with the reason — so a
