@@ -84,6 +84,22 @@ fn once_behind(url: &str, extra: &str, args: &[&str]) -> (Scratch, ExitStatus, S
     (scratch, status, stderr)
 }
 
+/// `run` against one legacy source at `url`: the failure is counted under `kind` (never as
+/// `connect`) and `/readyz` is unready saying `says`.
+fn run_shows_unready(url: &str, kind: &str, says: &str) {
+    let scratch = Scratch::new();
+    let port = free_port();
+    let cfg = config(&scratch, &source_toml("wiki", url, "legacy", ""), port);
+    let _daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    let mut unready = (0, String::new());
+    wait_until(Duration::from_secs(30), "unready, counted", || {
+        unready = http_get(&readyz);
+        unready.0 == 503 && unready.1.contains(says) && source_errors(port, kind) >= 1.0
+    });
+    assert_eq!(source_errors(port, "connect"), 0.0, "{}", scratch.logs());
+}
+
 /// Peak resident memory of a running process, KiB (`VmHWM`).
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
@@ -358,12 +374,13 @@ fn a_redirect_to_another_origin_is_refused() {
         stderr.contains("refused a redirect to another origin"),
         "{stderr}"
     );
+    assert!(delivered(&scratch).is_empty());
+    run_shows_unready(&hostile.url, "redirect", "another origin");
     assert_eq!(
         elsewhere.requests_to(EVENTS),
         0,
         "the other origin was asked"
     );
-    assert!(delivered(&scratch).is_empty());
 }
 
 #[test]
@@ -441,8 +458,8 @@ fn a_self_signed_certificate_is_refused_in_words_and_trusted_via_ca_file() {
             && stderr.contains("tls.ca_file"),
         "{stderr}"
     );
-    assert!(!stderr.contains("kind=\"connect\""), "{stderr}");
     assert!(delivered(&refused).is_empty());
+    run_shows_unready(&hostile.url, "tls", "self-signed");
 
     let trusted = Scratch::new();
     let ca = trusted.path("confluence.pem");
@@ -573,6 +590,31 @@ fn credentials_echoed_by_a_401_never_reach_the_log_or_readyz() {
         assert!(!unready.contains(canary), "{canary} in /readyz: {unready}");
         assert!(!log.contains(canary), "{canary} in the log");
     }
+}
+
+#[test]
+fn a_duration_that_would_overflow_is_a_config_error() {
+    let scratch = Scratch::new();
+    let source = source_toml(
+        "wiki",
+        "http://127.0.0.1:1",
+        "legacy",
+        "lag = \"99999999999999h\"",
+    );
+    let cfg = config(&scratch, &source, free_port());
+    let out = Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("config.toml")
+            && said.contains("source[0].lag")
+            && said.contains("100 years"),
+        "{said}"
+    );
 }
 
 #[test]
