@@ -100,6 +100,15 @@ fn run_shows_unready(url: &str, kind: &str, says: &str) {
     assert_eq!(source_errors(port, "connect"), 0.0, "{}", scratch.logs());
 }
 
+/// `check-config --config <cfg>`.
+fn check_config(cfg: &Path) -> std::process::Output {
+    Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(cfg)
+        .output()
+        .expect("run check-config")
+}
+
 /// Peak resident memory of a running process, KiB (`VmHWM`).
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
@@ -482,11 +491,7 @@ fn a_self_signed_certificate_is_refused_in_words_and_trusted_via_ca_file() {
         &source_toml("wiki", &hostile.url, "legacy", extra),
         free_port(),
     );
-    let checked = Command::new(bin())
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let checked = check_config(&cfg);
     let said = String::from_utf8_lossy(&checked.stdout);
     assert!(
         checked.status.success()
@@ -602,11 +607,7 @@ fn a_duration_that_would_overflow_is_a_config_error() {
         "lag = \"99999999999999h\"",
     );
     let cfg = config(&scratch, &source, free_port());
-    let out = Command::new(bin())
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = check_config(&cfg);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{said}");
     assert!(
