@@ -14,6 +14,18 @@ fn start_at_forms() {
         Ok(StartAt::Time(1_764_028_800_000))
     );
     assert!("yesterday".parse::<StartAt>().is_err());
+    assert!("-99999999999999h".parse::<StartAt>().is_err());
+}
+
+#[test]
+fn durations_that_would_overflow_are_errors() {
+    assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+    let e = parse_duration("99999999999999h").unwrap_err();
+    assert!(
+        e.contains("99999999999999h") && e.contains("100 years"),
+        "{e}"
+    );
+    assert!(parse_duration("99999999999999999999999h").is_err());
 }
 
 #[test]

@@ -12,7 +12,8 @@ use elasticsearch::http::transport::{
     CloudConnectionPool, MultiNodeConnectionPool, SingleNodeConnectionPool, TransportBuilder,
 };
 
-use super::config::{ElasticsearchConfig, Endpoints};
+use super::config::{ElasticsearchConfig, Endpoints, EsCredentials};
+use crate::logsafe;
 use crate::sink::BuildError;
 
 /// The official client, configured from the sink's settings (shared by `setup`).
@@ -45,11 +46,11 @@ pub fn build_client(cfg: &ElasticsearchConfig) -> Result<(Elasticsearch, usize),
         .enable_meta_header(false);
     // Credentials go in a default header rather than the client's `auth`, which holds only
     // one thing and is needed for the client certificate when there is one.
-    if let Some(h) = cfg
+    let credentials = cfg
         .credentials()
-        .map_err(|(k, p)| fail((format!("auth.{k}"), p)))?
-        .header()
-    {
+        .map_err(|(k, p)| fail((format!("auth.{k}"), p)))?;
+    register_credentials(&credentials);
+    if let Some(h) = credentials.header() {
         let mut value = HeaderValue::from_str(h.expose()).map_err(|_| BuildError {
             key: "auth".into(),
             problem: "credentials contain characters not allowed in an HTTP header".into(),
@@ -84,4 +85,19 @@ pub fn build_client(cfg: &ElasticsearchConfig) -> Result<(Elasticsearch, usize),
         problem: format!("cannot build the HTTP client: {e}"),
     })?;
     Ok((Elasticsearch::new(transport), nodes))
+}
+
+/// Every credential this sink sends is text that must never be logged or served back.
+fn register_credentials(credentials: &EsCredentials) {
+    match credentials {
+        EsCredentials::None => {}
+        EsCredentials::Basic { username, password } => {
+            logsafe::register_basic_auth(username, password.expose())
+        }
+        EsCredentials::ApiKey(key) => {
+            logsafe::register_credential(key.expose());
+            logsafe::register_credential(&format!("ApiKey {}", key.expose()));
+        }
+        EsCredentials::Bearer(token) => logsafe::register_bearer(token.expose()),
+    }
 }

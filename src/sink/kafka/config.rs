@@ -192,6 +192,7 @@ impl KafkaConfig {
             c.set("sasl.username", user);
         }
         if let Some(password) = self.sasl_password()? {
+            crate::logsafe::register_credential(password.expose());
             c.set("sasl.password", password.expose());
         }
         if let Some(password) = self.ssl_key_password()? {
