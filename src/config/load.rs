@@ -50,14 +50,24 @@ impl Config {
                     })?;
             }
         }
+        // Until the tree is read, the secrets are those the environment overrides hold.
+        let from_env: Vec<String> = env
+            .iter()
+            .filter(|(name, _)| {
+                env_override_key(name)
+                    .is_some_and(|k| is_secret_key(k.rsplit('.').next().unwrap_or(&k)))
+            })
+            .map(|(_, v)| v.clone())
+            .collect();
         let raw = builder
             .build()
-            .map_err(|e| ConfigError::new(&file, "-", e.to_string()))?;
+            .map_err(|e| ConfigError::new(&file, "-", e.to_string()).scrubbed(&from_env))?;
         let tree: serde_json::Value = raw
             .clone()
             .try_deserialize()
-            .map_err(|e| split_config_error(&file, e))?;
-        let secrets = secret_values(&tree);
+            .map_err(|e| split_config_error(&file, e).scrubbed(&from_env))?;
+        let mut secrets = secret_values(&tree);
+        secrets.extend(from_env);
         let read = || {
             keys::check(&tree, &schema())
                 .map_err(|u| ConfigError::new(&file, &u.path, u.problem))?;
@@ -353,6 +363,27 @@ mod tests {
         ] {
             assert!(!is_secret_key(k), "{k}");
         }
+    }
+
+    #[test]
+    fn a_secret_from_the_environment_is_not_shown_either() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[source]]\nname = \"w\"\nurl = \"https://w.example.com\"\napi = \"cloud\"\n[source.auth]\ntype = \"basic\"\n[[sink]]\nname = \"o\"\ntype = \"stdout\"\n",
+        )
+        .unwrap();
+        let err = Config::load_with_env(
+            &path,
+            &[(
+                "CAF__SOURCE__0__AUTH__PASSWORD".into(),
+                "env-secret-0815".into(),
+            )],
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "source[0].auth.username", "{err}");
+        assert!(!err.to_string().contains("env-secret-0815"), "{err}");
     }
 
     #[test]
