@@ -51,11 +51,17 @@ impl Source {
         let forward_self = self.cfg.forward_self_generated;
         let api = self.cfg.api;
         let prepared = blocking(&self.store, move |store| {
-            let seen = store.seen_counts(&name, slice.from_ms, slice.to_ms)?;
             let in_slice: Vec<Fetched> = records
                 .into_iter()
                 .filter(|r| r.ts_ms >= slice.from_ms && r.ts_ms <= slice.to_ms)
                 .collect();
+            // A later part of a crowded millisecond looks its keys up one by one: the range
+            // of that millisecond holds every earlier part's rows.
+            let seen = if carried.is_empty() {
+                store.seen_counts(&name, slice.from_ms, slice.to_ms)?
+            } else {
+                store.seen_counts_of(&name, in_slice.iter().map(|r| (r.ts_ms, r.hash)))?
+            };
             let (fresh, counts) = window::deduplicate(&in_slice, &seen, &carried);
             let created = paging::iso(now_ms());
             let mut events = Vec::with_capacity(fresh.len());
