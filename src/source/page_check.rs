@@ -197,3 +197,82 @@ impl<'a> PageCheck<'a> {
         Ok(older)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::ContentHash;
+
+    fn rec(ts_ms: i64) -> Fetched {
+        Fetched {
+            ts_ms,
+            hash: ContentHash([0; 16]),
+            raw: "{}".into(),
+            listing: 0,
+            undecodable: None,
+        }
+    }
+
+    fn check<'a>(api: Api, counted: &'a (dyn Fn(u64) + Send + Sync)) -> PageCheck<'a> {
+        PageCheck::new(
+            api,
+            "http://wiki/rest/api/audit",
+            (10_000, 20_000),
+            10,
+            5,
+            counted,
+        )
+    }
+
+    #[test]
+    fn records_just_outside_are_dropped_further_out_fail_the_slice() {
+        let seen = std::sync::atomic::AtomicU64::new(0);
+        let count = |n: u64| {
+            seen.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+        };
+        let c = check(Api::Legacy, &count);
+        let mut records = vec![rec(20_500), rec(15_000), rec(9_990)];
+        assert_eq!(c.window(&mut records, 10_000, 20_000).unwrap(), 1);
+        assert_eq!(records.len(), 1);
+        let mut records = vec![rec(15_000), rec(25_000)];
+        let e = c.window(&mut records, 10_000, 20_000).unwrap_err();
+        assert_eq!(e.kind(), "out_of_window");
+        assert!(e.to_string().contains("check `date_format`"), "{e}");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn paging_that_does_not_progress_fails_the_slice() {
+        let quiet = |_: u64| {};
+        let mut c = check(Api::Auditing, &quiet);
+        c.cursor("a").unwrap();
+        c.cursor("b").unwrap();
+        assert_eq!(c.cursor("a").unwrap_err().kind(), "paging");
+        c.page([1; 16], 5).unwrap();
+        assert!(
+            c.page([1; 16], 5)
+                .unwrap_err()
+                .to_string()
+                .contains("identical")
+        );
+        // 3 × 10 + 3 × 5 records at most, re-reads included.
+        for i in 2..10u8 {
+            c.page([i; 16], 5).unwrap();
+        }
+        assert!(
+            c.page([10; 16], 5)
+                .unwrap_err()
+                .to_string()
+                .contains("more than")
+        );
+        let c = check(Api::Legacy, &quiet);
+        c.offset(100, Some(100)).unwrap();
+        c.offset(100, None).unwrap();
+        assert!(
+            c.offset(100, Some(0))
+                .unwrap_err()
+                .to_string()
+                .contains("ignores `start`")
+        );
+    }
+}
