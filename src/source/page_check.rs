@@ -65,7 +65,7 @@ pub struct PageCheck<'a> {
     /// Records the read may receive in all, re-reads included, before it is runaway.
     budget: usize,
     received: usize,
-    bodies: HashSet<[u8; 16]>,
+    listings: HashSet<[u8; 16]>,
     cursors: HashSet<String>,
     on_out_of_window: OutOfWindowHook<'a>,
 }
@@ -89,7 +89,7 @@ impl<'a> PageCheck<'a> {
             to_ms,
             budget: 3 * max + 3 * page_size as usize,
             received: 0,
-            bodies: HashSet::new(),
+            listings: HashSet::new(),
             cursors: HashSet::new(),
             on_out_of_window,
         }
@@ -104,13 +104,20 @@ impl<'a> PageCheck<'a> {
         }
     }
 
-    /// A page arrived: it must differ from every earlier page of this read, and the read
-    /// must stay within what the slice can hold.
-    pub fn page(&mut self, body_hash: [u8; 16], records: usize) -> Result<(), PageError> {
-        if !self.bodies.insert(body_hash) {
+    /// A page arrived: what it lists must differ from every earlier page of this read (see
+    /// [`listing_hash`](super::page_parse::Page::listing_hash)), and the read must stay within
+    /// what the slice can hold.
+    pub fn page(
+        &mut self,
+        listing_hash: Option<[u8; 16]>,
+        records: usize,
+    ) -> Result<(), PageError> {
+        if let Some(h) = listing_hash
+            && !self.listings.insert(h)
+        {
             return Err(self.paging(format!(
-                "page {} is identical to an earlier one: the server ignores {}",
-                self.bodies.len() + 1,
+                "page {} lists the same records as an earlier one: the server ignores {}",
+                self.listings.len() + 1,
                 match self.api {
                     Api::Auditing | Api::File => "`pageCursor`",
                     Api::Legacy | Api::Cloud => "`startDate`/`endDate` or `start`",
@@ -134,6 +141,26 @@ impl<'a> PageCheck<'a> {
                 "asked for offset {asked}, the page says it starts at {a}: the server ignores `start`"
             ))),
             _ => Ok(()),
+        }
+    }
+
+    /// A page asked for with DC cursor `at` (`<epochMillis>,<id>` of the last entity of the
+    /// page before) lists only entities at or before that millisecond: a newer one means the
+    /// server did not honour the cursor (a repeated first page, say).
+    pub fn follows_cursor(&self, at: &str, records: &[Fetched]) -> Result<(), PageError> {
+        let Some(ms) = at
+            .split(',')
+            .next()
+            .and_then(|m| m.trim().parse::<i64>().ok())
+        else {
+            return Ok(()); // not a keyset cursor we can read: the other checks still hold
+        };
+        match records.iter().find(|r| r.ts_ms > ms) {
+            Some(r) => Err(self.paging(format!(
+                "the page after cursor {at:?} lists a record of {}, newer than the cursor: the server ignores `pageCursor`",
+                iso(r.ts_ms)
+            ))),
+            None => Ok(()),
         }
     }
 
@@ -248,23 +275,25 @@ mod tests {
         c.cursor("a").unwrap();
         c.cursor("b").unwrap();
         assert_eq!(c.cursor("a").unwrap_err().kind(), "paging");
-        c.page([1; 16], 5).unwrap();
-        assert!(
-            c.page([1; 16], 5)
-                .unwrap_err()
-                .to_string()
-                .contains("identical")
-        );
+        c.page(Some([1; 16]), 5).unwrap();
+        let e = c.page(Some([1; 16]), 5).unwrap_err();
+        assert!(e.to_string().contains("same records"), "{e}");
+        // Pages of twins say nothing: one may follow another.
+        c.page(None, 0).unwrap();
         // 3 × 10 + 3 × 5 records at most, re-reads included.
         for i in 2..10u8 {
-            c.page([i; 16], 5).unwrap();
+            c.page(Some([i; 16]), 5).unwrap();
         }
         assert!(
-            c.page([10; 16], 5)
+            c.page(Some([10; 16]), 5)
                 .unwrap_err()
                 .to_string()
                 .contains("more than")
         );
+        c.follows_cursor("15000,7", &[rec(15_000), rec(12_000)])
+            .unwrap();
+        let e = c.follows_cursor("15000,7", &[rec(15_001)]).unwrap_err();
+        assert!(e.to_string().contains("ignores `pageCursor`"), "{e}");
         let c = check(Api::Legacy, &quiet);
         c.offset(100, Some(100)).unwrap();
         c.offset(100, None).unwrap();

@@ -93,8 +93,10 @@ pub(super) struct Page {
     pub next_cursor: Option<String>,
     /// The offset the envelope says it starts at (legacy and Cloud).
     pub start: Option<u64>,
-    /// blake3 of the body, to recognise a page seen before.
-    pub body_hash: [u8; 16],
+    /// What the page lists (each record's time and content hash, in order), to recognise a
+    /// page seen before; `None` when that says nothing (fewer than two records, or all of
+    /// them identical: a page of twins may legitimately follow another).
+    pub listing_hash: Option<[u8; 16]>,
 }
 
 impl Page {
@@ -126,11 +128,11 @@ pub(super) fn record_page_body(
     };
     place_undated(&mut records, to_ms);
     Ok(Page {
+        listing_hash: listing_hash(&records),
         records,
         more: envelope.links.is_some_and(|l| l.next.is_some()),
         next_cursor: None,
         start: envelope.start,
-        body_hash: hash16(body),
     })
 }
 
@@ -152,11 +154,11 @@ pub(super) fn entity_page_body(body: &[u8], to_ms: i64) -> Result<Page, String> 
     place_undated(&mut records, to_ms);
     let info = envelope.paging_info;
     Ok(Page {
+        listing_hash: listing_hash(&records),
         records,
         more: !info.last_page,
         next_cursor: info.next_page_cursor,
         start: None,
-        body_hash: hash16(body),
     })
 }
 
@@ -178,6 +180,25 @@ fn split_page<E: DeserializeOwned>(
         .map(|e| fetched_bytes(api, e, listing))
         .collect();
     Ok((records, envelope))
+}
+
+/// See [`Page::listing_hash`].
+fn listing_hash(records: &[Fetched]) -> Option<[u8; 16]> {
+    let first = records.first()?;
+    if records
+        .iter()
+        .all(|r| r.ts_ms == first.ts_ms && r.hash == first.hash)
+    {
+        return None;
+    }
+    let mut h = blake3::Hasher::new();
+    for r in records {
+        h.update(&r.ts_ms.to_le_bytes());
+        h.update(&r.hash.0);
+    }
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    Some(out)
 }
 
 fn hash16(bytes: &[u8]) -> [u8; 16] {

@@ -172,7 +172,7 @@ impl Pager<'_> {
             let n = page.received();
             let mut records = page.records;
             check.window(&mut records, from_ms, end)?;
-            check.page(page.body_hash, n)?;
+            check.page(page.listing_hash, n)?;
             if records.is_empty() {
                 break;
             }
@@ -241,7 +241,7 @@ impl Pager<'_> {
             *full_len = (*full_len).max(m);
             let mut records = page.records;
             check.window(&mut records, ms, ms)?;
-            check.page(page.body_hash, m)?;
+            check.page(page.listing_hash, m)?;
             out.extend(records);
             if done {
                 return Ok(None);
@@ -331,7 +331,10 @@ impl Pager<'_> {
             let n = page.received();
             let mut records = page.records;
             let past_from = check.window(&mut records, from_ms, to_ms)? > 0;
-            check.page(page.body_hash, n)?;
+            if let Some(at) = &cursor {
+                check.follows_cursor(at, &records)?;
+            }
+            check.page(page.listing_hash, n)?;
             for r in records {
                 oldest = oldest.min(r.ts_ms);
                 out.push(r);

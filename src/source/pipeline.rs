@@ -46,6 +46,33 @@ enum Step {
     Advance(i64),
 }
 
+/// What a reading step reads: the slice, where it resumes, the counts it carries, and the
+/// rest of its stretch (read after it).
+type Read = (Window, Option<Resume>, Carried, Option<(i64, i64)>);
+
+impl Step {
+    /// The read this step is, or (`Err`) the cursor position an `Advance` moves to.
+    fn into_read(self) -> Result<Read, i64> {
+        match self {
+            Step::Advance(to_ms) => Err(to_ms),
+            Step::Stretch {
+                from_ms,
+                to_ms,
+                width_ms,
+            } => {
+                let slice = window::oldest_slice(from_ms, to_ms, width_ms);
+                let rest = (slice.to_ms < to_ms).then_some((slice.to_ms + 1, to_ms));
+                Ok((slice, None, Carried::new(), rest))
+            }
+            Step::Resume {
+                slice,
+                resume,
+                carried,
+            } => Ok((slice, Some(resume), carried, None)),
+        }
+    }
+}
+
 impl Source {
     /// One poll cycle: load the cursor, read its window, commit slice by slice.
     pub(super) async fn poll_window(&self) -> Result<PollReport, SourceError> {
@@ -147,8 +174,9 @@ impl Source {
         steps: &mut Vec<Step>,
     ) -> Result<Prepared, SourceError> {
         let max = self.cfg.slice_max_records.max(1);
-        let (slice, resume, carried, rest) = match step {
-            Step::Advance(to_ms) => {
+        let (slice, resume, carried, rest) = match step.into_read() {
+            Ok(read) => read,
+            Err(to_ms) => {
                 let empty = Window {
                     from_ms: to_ms,
                     to_ms,
@@ -157,20 +185,6 @@ impl Source {
                     .prepare_slice(empty, Vec::new(), true, Carried::new())
                     .await;
             }
-            Step::Stretch {
-                from_ms,
-                to_ms,
-                width_ms,
-            } => {
-                let slice = window::oldest_slice(from_ms, to_ms, width_ms);
-                let rest = (slice.to_ms < to_ms).then_some((slice.to_ms + 1, to_ms));
-                (slice, None, Carried::new(), rest)
-            }
-            Step::Resume {
-                slice,
-                resume,
-                carried,
-            } => (slice, Some(resume), carried, None),
         };
         let width_ms = slice.to_ms - slice.from_ms + 1;
         // The rest of the stretch, read after this slice and what it leaves.
