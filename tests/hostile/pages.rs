@@ -245,6 +245,36 @@ fn a_legacy_server_that_ignores_the_offset_fails_the_slice() {
     );
 }
 
+#[test]
+fn a_legacy_server_that_ignores_the_offset_but_echoes_it_fails_the_slice() {
+    let c = Confluence::with_history(SimConfig::default(), 30);
+    c.sim.insert_burst_same_ms(c.sim.now_ms() - 2_000, 25);
+    // The page claims the offset asked for, but lists the records of offset 0 again.
+    let lying = || super::server::Hooks {
+        request: |r: &mut Req| {
+            if let Some(asked) = r.param("start").map(str::to_owned) {
+                r.drop_param("start");
+                r.set_param("asked", &asked);
+            }
+            None
+        },
+        response: |req: &Req, resp: &mut Resp| {
+            if let (Some(asked), Some(mut page)) = (req.param("asked"), resp.body_json()) {
+                page["start"] = asked.parse::<u64>().unwrap_or(0).into();
+                resp.set_body_json(&page);
+            }
+        },
+    };
+    assert_refused(
+        &c,
+        Api::Legacy,
+        "page_size = 10",
+        lying,
+        "paging",
+        "lists the same records as an earlier one",
+    );
+}
+
 /// Peak resident memory of a process, bytes (`VmHWM`).
 fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
