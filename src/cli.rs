@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, Config, LogFormat};
 use crate::daemon::Daemon;
 use crate::lifecycle::Exit;
+use crate::logsafe::RedactingWriter;
 use crate::normalize::{self, Api, NormalizeOptions};
 
 #[derive(Parser)]
@@ -42,6 +43,10 @@ enum Command {
         /// How long sinks may take to drain before `once` gives up (events stay queued).
         #[arg(long, default_value = "60s", value_parser = config::parse_duration)]
         drain_timeout: Duration,
+        /// How long the sources may poll: then `once` stops polling, drains, and exits 1
+        /// naming each source that did not finish (what was queued stays queued).
+        #[arg(long, default_value = "10m", value_parser = config::parse_duration)]
+        timeout: Duration,
     },
     /// Validate a configuration file; on error name the file, key and problem.
     CheckConfig {
@@ -117,6 +122,15 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 cfg.source.len(),
                 cfg.sink.len()
             );
+            for (i, source) in cfg.source.iter().enumerate() {
+                if source.tls.insecure_skip_verify {
+                    println!(
+                        "warning: {}: source[{i}].tls.insecure_skip_verify = true: the certificate of {} is not checked (labs only; use tls.ca_file)",
+                        config.display(),
+                        source.url
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
@@ -144,10 +158,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Once {
             config,
             drain_timeout,
+            timeout,
         } => {
             let cfg = load_with_logging(&config)?;
-            let report =
-                runtime()?.block_on(async { Daemon::open(cfg)?.once(drain_timeout).await })?;
+            let report = runtime()?
+                .block_on(async { Daemon::open(cfg)?.once(timeout, drain_timeout).await })?;
             eprintln!(
                 "once: {} records read, {} new events queued, {} dead letters",
                 report.records_read, report.events_queued, report.dead_letters
@@ -203,15 +218,19 @@ fn load_with_logging(path: &Path) -> anyhow::Result<Config> {
 }
 
 /// tracing to stderr (stdout belongs to the stdout sink and `normalize`); `RUST_LOG` wins
-/// over the configured level.
+/// over the configured level. Colour only when stderr is a terminal (a journal or a file
+/// gets plain text), and every line passes [`RedactingWriter`]: no credential the forwarder
+/// sends is ever written, whatever a log statement was given.
 pub fn init_logging(format: LogFormat, level: &str) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(|| RedactingWriter(std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -39,10 +39,7 @@ use crate::state::{StateError, Store, blocking};
 use client::{Client, FetchError};
 use page_check::PageError;
 
-/// Current time, epoch ms.
-pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
+pub use crate::clock::now_ms;
 
 /// Why a poll cycle stopped early. The cursor never moved past what was committed.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +122,14 @@ impl Source {
         queued: Arc<Notify>,
         max_queue_bytes: u64,
     ) -> Result<Source, FetchError> {
-        let client = Client::new(&cfg)?;
+        let rejected_dates = metrics
+            .source_errors
+            .get_or_create(&SourceKindLabel {
+                source: cfg.name.clone(),
+                kind: "clock_skew".to_owned(),
+            })
+            .clone();
+        let client = Client::new(&cfg)?.counting_rejected_dates(rejected_dates);
         Ok(Source {
             cfg,
             client,

@@ -157,7 +157,8 @@ impl<'a> PageCheck<'a> {
         };
         match records.iter().find(|r| r.ts_ms > ms) {
             Some(r) => Err(self.paging(format!(
-                "the page after cursor {at:?} lists a record of {}, newer than the cursor: the server ignores `pageCursor`",
+                "the page after cursor {:?} lists a record of {}, newer than the cursor: the server ignores `pageCursor`",
+                crate::logsafe::clean(at),
                 iso(r.ts_ms)
             ))),
             None => Ok(()),
@@ -169,7 +170,8 @@ impl<'a> PageCheck<'a> {
     pub fn cursor(&mut self, next: &str) -> Result<(), PageError> {
         if !self.cursors.insert(next.to_owned()) {
             return Err(self.paging(format!(
-                "the server returned page cursor {next:?} a second time: it ignores `pageCursor` or its cursors cycle"
+                "the server returned page cursor {:?} a second time: it ignores `pageCursor` or its cursors cycle",
+                crate::logsafe::clean(next)
             )));
         }
         Ok(())

@@ -83,8 +83,9 @@ impl Source {
         if self.client.server_skew_ms().is_none() {
             self.client.probe_clock(&self.cfg.url).await;
         }
-        // Windows end by the server's clock: records are stamped with it.
-        let server_now = now_ms() + self.client.server_skew_ms().unwrap_or(0);
+        // Windows end by the server's clock (records are stamped with it), believed only
+        // within max_clock_skew of ours.
+        let server_now = self.client.server_now_ms();
         let Some(window) = cursor.next_window(
             self.cfg.overlap.as_millis() as i64,
             server_now,

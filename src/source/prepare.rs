@@ -90,7 +90,7 @@ impl Source {
                     }
                     Some(bad) => {
                         rejected += 1;
-                        tracing::error!(record = %truncate(&f.record.raw, 300), error = %bad.error, "record cannot be decoded; forwarded as a pipeline_error document with its raw bytes");
+                        tracing::error!(record = %crate::logsafe::clean(&f.record.raw), error = %crate::logsafe::clean(&bad.error), "record cannot be decoded; forwarded as a pipeline_error document with its raw bytes");
                         write_error_doc(&mut doc, f.record, &id, &created, &bad.error, &opts);
                     }
                 }
@@ -134,13 +134,6 @@ pub(super) fn carry(carried: &Carried, part: &[Fetched], ms: i64) -> Carried {
         *next.entry((ms, r.hash)).or_insert(0) += 1;
     }
     next
-}
-
-fn truncate(s: &str, n: usize) -> &str {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 /// A record that cannot be normalized is still forwarded — raw, with the reason — so a
