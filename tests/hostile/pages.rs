@@ -8,9 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use confluence_audit_forwarder::normalize::{self, Api};
@@ -19,10 +18,11 @@ use confluence_audit_forwarder::simulate::catalog::{Author, Object, Record};
 use confluence_audit_forwarder::state::Store;
 
 use super::common::{
-    Confluence, DaemonProcess, Scratch, bin, diff, expected_ids, free_port, http_get, ids_in_file,
+    Confluence, DaemonProcess, Scratch, diff, expected_ids, free_port, http_get, ids_in_file,
     run_once, scrape, source_toml, wait_until,
 };
 use super::server::{Behaviour, HostileServer, Req, Resp, RespBody, on_request, on_response};
+use super::transport::harness::{once, peak_rss_kib};
 
 fn config(scratch: &Scratch, url: &str, api: Api, extra: &str, port: Option<u16>) -> PathBuf {
     let listen = port.map(|p| format!("127.0.0.1:{p}")).unwrap_or_default();
@@ -32,38 +32,6 @@ fn config(scratch: &Scratch, url: &str, api: Api, extra: &str, port: Option<u16>
         scratch.path("state").display(),
         scratch.path("events.ndjson").display(),
     ))
-}
-
-/// `once` must end by itself within `limit`: (exit status success, its log).
-fn once_bounded(config: &Path, limit: Duration) -> (bool, String) {
-    let log = config.with_file_name("once.log");
-    let mut child = Command::new(bin())
-        .args(["once", "--config"])
-        .arg(config)
-        .args(["--drain-timeout", "20s"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("once log"))
-        .spawn()
-        .expect("spawn once");
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for once") {
-            return (
-                status.success(),
-                std::fs::read_to_string(&log).unwrap_or_default(),
-            );
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "once still running after {limit:?}:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Nothing invented, nothing doubled: every delivered `event.id` is in `want`, at most as
@@ -116,8 +84,11 @@ fn assert_refused<B: Behaviour>(
     let hostile = HostileServer::start(&c.url, make());
     let scratch = Scratch::new();
     let cfg = config(&scratch, &hostile.url, api, extra, None);
-    let (ok, log) = once_bounded(&cfg, Duration::from_secs(90));
-    assert!(!ok, "once succeeded against a misbehaving server:\n{log}");
+    let (status, log) = once(&cfg, &["--drain-timeout", "20s"], Duration::from_secs(90));
+    assert!(
+        !status.success(),
+        "once succeeded against a misbehaving server:\n{log}"
+    );
     assert!(log.contains(says), "once does not say {says:?}:\n{log}");
     let got = ids_in_file(&scratch.path("events.ndjson"));
     assert_nothing_fresh(&c.expected(api, i64::MAX), &got, &log);
@@ -275,17 +246,6 @@ fn a_legacy_server_that_ignores_the_offset_but_echoes_it_fails_the_slice() {
     );
 }
 
-/// Peak resident memory of a process, bytes (`VmHWM`).
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kb * 1024
-}
-
 fn lines_in(path: &Path) -> usize {
     std::fs::read(path)
         .map(|b| b.iter().filter(|&&c| c == b'\n').count())
@@ -317,7 +277,7 @@ fn a_millisecond_larger_than_a_slice_is_queued_in_parts() {
         "200,000 events in the file",
         || lines_in(&file) >= 200_000,
     );
-    let peak = peak_rss(daemon.child.id());
+    let peak = peak_rss_kib(daemon.child.id()) * 1024;
     let (status, _) = daemon.terminate();
     assert!(status.success(), "{}", scratch.logs());
     let want = c.expected(Api::Legacy, i64::MAX);
