@@ -6,10 +6,17 @@
 //! Data flows one way, and each module owns one step of it:
 //!
 //! - [`source`]: one task per Confluence instance. Fetches a time window from one of the audit
-//!   APIs (legacy `/rest/api/audit`, Cloud `/wiki/rest/api/audit`, DC `/rest/auditing/1.0/events`),
-//!   pages through it, honours rate limits and faults, deduplicates the overlap by content hash
-//!   (count-aware), and hands finished windows to [`state`], one slice at a time and in order
-//!   (the next slice is fetched and normalized while one commits). Owns the cursor logic.
+//!   APIs (legacy `/rest/api/audit`, Cloud `/wiki/rest/api/audit`, DC `/rest/auditing/1.0/events`)
+//!   and hands it to [`state`] one slice at a time, in order. Inside: `cursor` (where a source
+//!   stands and which window it reads next, each rule with its invariant), `pipeline` (the
+//!   read → prepare → commit stages; empty stretches are crossed with growing slices, the
+//!   next slice is fetched and normalized while one commits), `paging` (every record of a
+//!   slice from each API, a crowded millisecond in parts), `page_check` (every page checked
+//!   against its request: out-of-window records, repeated cursors or pages, runaway reads
+//!   fail the slice), `page_parse` and `page_scan` (a response read into records, split
+//!   byte-wise when one record in it is broken), `window` (slice widths and the count-aware
+//!   dedupe), `prepare` (dedupe, drop self-generated events on request, normalize,
+//!   `pipeline_error` documents), `retention` and `client` (HTTP, retries, clock).
 //! - [`normalize`]: turns one raw record (any of the four shapes) into ECS document bytes and
 //!   its deterministic `event.id`. Pure functions, no I/O.
 //! - [`state`]: the durable store (one redb file). In one transaction it enqueues a window's

@@ -51,6 +51,7 @@ pub struct Metrics {
     pub gaps: Family<SourceLabel, Counter>,
     pub unknown_actions: Family<SourceLabel, Counter>,
     pub rejected_records: Family<SourceLabel, Counter>,
+    pub out_of_window: Family<SourceLabel, Counter>,
     pub sink_delivered: Family<SinkLabel, Counter>,
     pub sink_retries: Family<SinkLabel, Counter>,
     pub sink_failures: Family<SinkKindLabel, Counter>,
@@ -88,6 +89,7 @@ impl Metrics {
             gaps: Family::default(),
             unknown_actions: Family::default(),
             rejected_records: Family::default(),
+            out_of_window: Family::default(),
             sink_delivered: Family::default(),
             sink_retries: Family::default(),
             sink_failures: Family::default(),
@@ -128,7 +130,7 @@ impl Metrics {
         );
         r.register(
             "source_errors",
-            "Source errors by kind (http_429, http_5xx, auth, timeout, connect, malformed, state)",
+            "Source errors by kind (http_429, http_5xx, auth, timeout, connect, malformed, paging, out_of_window, state)",
             m.source_errors.clone(),
         );
         r.register(
@@ -160,6 +162,11 @@ impl Metrics {
             "source_rejected_records",
             "Records that could not be parsed (forwarded as a parse-failure document)",
             m.rejected_records.clone(),
+        );
+        r.register(
+            "source_out_of_window",
+            "Records a page held outside the window that was asked for (dropped, not queued)",
+            m.out_of_window.clone(),
         );
         r.register(
             "sink_delivered",

@@ -8,31 +8,44 @@
 //!   that oldest millisecond. Each millisecond's records thus come from one response, so a
 //!   count of identical records is a true count. A page is the last only when it holds fewer
 //!   records than a full page seen before — never from `size`, never from our own `limit`.
-//!   A page that is one single millisecond is walked with offsets inside that millisecond.
+//!   A page that is one single millisecond is walked with offsets inside that millisecond,
+//!   and a millisecond with more records than a slice may hold is returned in parts.
 //! - DC advanced auditing: keyset paging with `pageCursor`; `from`/`to` re-applied on every
-//!   request (the server's `nextPageLink` may drop them) and records outside the slice dropped.
+//!   request (the server's `nextPageLink` may drop them).
+//!
+//! Every page is parsed by [`page_parse`](super::page_parse) (one broken record does not
+//! poison its page) and goes through a [`PageCheck`] (records outside the request, pages or
+//! cursors seen before, runaway reads).
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
-
-use super::client::{Client, FetchError, TransientHook};
+use super::SourceError;
+use super::client::{Client, TransientHook};
+use super::page_check::{OutOfWindowHook, PageCheck};
+use super::page_parse::{Page, entity_page_body, record_page_body};
 use crate::config::DateFormat;
-use crate::normalize::{self, Api, ContentHash};
+use crate::normalize::Api;
 
-/// One fetched record, before deduplication.
-#[derive(Debug, Clone)]
-pub struct Fetched {
-    pub ts_ms: i64,
-    pub hash: ContentHash,
-    pub raw: Box<str>,
-    /// Set when the record could not be parsed; `ts_ms` is then the slice end.
-    pub parse_error: Option<String>,
+pub use super::page_parse::{Fetched, Undecodable};
+
+/// Where a slice read that stopped inside one millisecond goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    /// The millisecond being walked: records of it read so far are queued, the rest not.
+    pub ms: i64,
+    pub at: ResumeAt,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeAt {
+    /// Legacy and Cloud: the offset inside the millisecond.
+    Offset(usize),
+    /// DC: the page cursor.
+    Cursor(String),
 }
 
 /// What fetching a slice gave.
 #[derive(Debug)]
 pub enum SliceFetch {
-    /// Every record of the slice, in no particular order.
+    /// Every record of the slice (from where it resumed), in no particular order.
     Complete(Vec<Fetched>),
     /// More than the allowed number of records. `records` are all the records of
     /// `[covered_from_ms, end]` (complete milliseconds only); the older rest of the slice is
@@ -40,6 +53,13 @@ pub enum SliceFetch {
     Partial {
         records: Vec<Fetched>,
         covered_from_ms: i64,
+    },
+    /// More than the allowed number of records in one millisecond: `records` are the part
+    /// read so far (everything newer than `resume.ms`, and the first records of it); the
+    /// read goes on from `resume`, continuing the same listing.
+    Part {
+        records: Vec<Fetched>,
+        resume: Resume,
     },
 }
 
@@ -51,45 +71,7 @@ pub struct Pager<'a> {
     pub page_size: u32,
     pub date_format: DateFormat,
     pub on_transient: TransientHook<'a>,
-}
-
-#[derive(Deserialize)]
-struct RecordPage<'a> {
-    #[serde(borrow)]
-    results: Vec<&'a RawValue>,
-    #[serde(default)]
-    limit: Option<u64>,
-    #[serde(default, rename = "_links")]
-    links: Option<Links>,
-}
-
-#[derive(Deserialize)]
-struct Links {
-    #[serde(default)]
-    next: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct EntityPage<'a> {
-    #[serde(borrow)]
-    entities: Vec<&'a RawValue>,
-    #[serde(rename = "pagingInfo")]
-    paging_info: PagingInfo,
-}
-
-#[derive(Deserialize)]
-struct PagingInfo {
-    #[serde(rename = "lastPage", default)]
-    last_page: bool,
-    #[serde(rename = "nextPageCursor", default)]
-    next_page_cursor: Option<String>,
-}
-
-struct Page {
-    records: Vec<Fetched>,
-    /// The server says more exists (`_links.next`, `lastPage:false`).
-    more: bool,
-    next_cursor: Option<String>,
+    pub on_out_of_window: OutOfWindowHook<'a>,
 }
 
 impl Pager<'_> {
@@ -116,93 +98,163 @@ impl Pager<'_> {
         }
     }
 
-    /// Every record in `[from_ms, to_ms]`, or `Partial` once more than `max` were read.
+    /// Every record in `[from_ms, to_ms]` (from `resume` on, when a part was queued
+    /// already), or `Partial`/`Part` once `max` were read.
     pub async fn fetch_slice(
         &self,
         from_ms: i64,
         to_ms: i64,
-        max: Option<usize>,
-    ) -> Result<SliceFetch, FetchError> {
+        max: usize,
+        resume: Option<Resume>,
+    ) -> Result<SliceFetch, SourceError> {
+        let url = self.endpoint();
+        let max = max.max(1);
+        let mut check = PageCheck::new(
+            self.api,
+            &url,
+            (from_ms, to_ms),
+            max,
+            self.page_size,
+            self.on_out_of_window,
+        );
         match self.api {
-            Api::Auditing => self.fetch_keyset(from_ms, to_ms, max).await,
-            _ => self.fetch_by_time(from_ms, to_ms, max).await,
+            Api::Auditing => {
+                self.fetch_keyset(&mut check, (from_ms, to_ms), max, resume)
+                    .await
+            }
+            _ => {
+                self.fetch_by_time(&mut check, (from_ms, to_ms), max, resume)
+                    .await
+            }
         }
     }
 
     async fn fetch_by_time(
         &self,
-        from_ms: i64,
-        to_ms: i64,
-        max: Option<usize>,
-    ) -> Result<SliceFetch, FetchError> {
+        check: &mut PageCheck<'_>,
+        (from_ms, to_ms): (i64, i64),
+        max: usize,
+        resume: Option<Resume>,
+    ) -> Result<SliceFetch, SourceError> {
         let mut out = Vec::new();
         let mut end = to_ms;
         let mut full_len = 0usize;
+        let mut listing = 0u32;
+        if let Some(Resume {
+            ms,
+            at: ResumeAt::Offset(offset),
+        }) = resume
+        {
+            let walk = MsWalk {
+                ms,
+                offset,
+                listing,
+            };
+            if let Some(part) = self
+                .walk_ms(check, walk, &mut out, &mut full_len, max)
+                .await?
+            {
+                return Ok(part);
+            }
+            listing += 1;
+            end = ms - 1;
+        }
         while end >= from_ms {
             // `out` holds exactly the records of [end + 1, to_ms].
-            if let Some(max) = max
-                && out.len() >= max
-            {
+            if out.len() >= max {
                 return Ok(SliceFetch::Partial {
                     records: out,
                     covered_from_ms: end + 1,
                 });
             }
-            let page = self.record_page(from_ms, end, 0).await?;
-            let n = page.records.len();
-            if n == 0 {
+            let page = self.record_page((from_ms, end), 0, listing).await?;
+            listing += 1;
+            let n = page.received();
+            let mut records = page.records;
+            check.window(&mut records, from_ms, end)?;
+            check.page(page.listing_hash, n)?;
+            if records.is_empty() {
                 break;
             }
             // A page shorter than a full one seen before is the last one.
             let last = n < full_len && !page.more;
             full_len = full_len.max(n);
             if last {
-                out.extend(page.records);
+                out.extend(records);
                 break;
             }
-            let oldest = page
-                .records
-                .iter()
-                .map(|r| r.ts_ms)
-                .min()
-                .expect("non-empty");
-            let newest = page
-                .records
-                .iter()
-                .map(|r| r.ts_ms)
-                .max()
-                .expect("non-empty");
+            let oldest = records.iter().map(|r| r.ts_ms).min().expect("non-empty");
+            let newest = records.iter().map(|r| r.ts_ms).max().expect("non-empty");
             if oldest == newest {
                 // One millisecond fills the page: walk it by offset.
-                let mut offset = n;
-                let mut records = page.records;
-                loop {
-                    let more = self.record_page(oldest, oldest, offset).await?;
-                    let m = more.records.len();
-                    offset += m;
-                    let done = m < full_len && !more.more || m == 0;
-                    full_len = full_len.max(m);
-                    records.extend(more.records.into_iter().filter(|r| r.ts_ms == oldest));
-                    if done {
-                        break;
-                    }
-                }
                 out.extend(records);
+                let walk = MsWalk {
+                    ms: oldest,
+                    offset: n,
+                    listing: listing - 1,
+                };
+                if let Some(part) = self
+                    .walk_ms(check, walk, &mut out, &mut full_len, max)
+                    .await?
+                {
+                    return Ok(part);
+                }
                 end = oldest - 1;
             } else {
-                out.extend(page.records.into_iter().filter(|r| r.ts_ms > oldest));
+                out.extend(records.into_iter().filter(|r| r.ts_ms > oldest));
                 end = oldest;
             }
         }
         Ok(SliceFetch::Complete(out))
     }
 
+    /// Walk one millisecond by offset, appending its records to `out`. Returns the part to
+    /// queue when `out` reaches `max` before the millisecond ends.
+    async fn walk_ms(
+        &self,
+        check: &mut PageCheck<'_>,
+        walk: MsWalk,
+        out: &mut Vec<Fetched>,
+        full_len: &mut usize,
+        max: usize,
+    ) -> Result<Option<SliceFetch>, SourceError> {
+        let MsWalk {
+            ms,
+            mut offset,
+            listing,
+        } = walk;
+        loop {
+            if out.len() >= max {
+                return Ok(Some(SliceFetch::Part {
+                    records: std::mem::take(out),
+                    resume: Resume {
+                        ms,
+                        at: ResumeAt::Offset(offset),
+                    },
+                }));
+            }
+            let page = self.record_page((ms, ms), offset, listing).await?;
+            check.offset(offset, page.start)?;
+            let m = page.received();
+            offset += m;
+            let done = m == 0 || (m < *full_len && !page.more);
+            *full_len = (*full_len).max(m);
+            let mut records = page.records;
+            check.window(&mut records, ms, ms)?;
+            check.page(page.listing_hash, m)?;
+            out.extend(records);
+            if done {
+                return Ok(None);
+            }
+        }
+    }
+
     async fn record_page(
         &self,
-        from_ms: i64,
-        to_ms: i64,
+        (from_ms, to_ms): (i64, i64),
         start: usize,
-    ) -> Result<Page, FetchError> {
+        listing: u32,
+    ) -> Result<Page, SourceError> {
         let date = |ms: i64| match self.date_format {
             DateFormat::Millis => ms.to_string(),
             DateFormat::Iso8601 => iso(ms),
@@ -215,48 +267,51 @@ impl Pager<'_> {
         ];
         let api = self.api;
         let url = self.endpoint();
-        self.client
+        let page = self
+            .client
             .get(&url, &query, self.on_transient, |body| {
-                let page: RecordPage<'_> =
-                    serde_json::from_slice(body).map_err(|e| e.to_string())?;
-                let _ = page.limit;
-                let more = page.links.is_some_and(|l| l.next.is_some());
-                let records = page
-                    .results
-                    .iter()
-                    .map(|r| fetched(api, r.get(), to_ms))
-                    .collect();
-                Ok(Page {
-                    records,
-                    more,
-                    next_cursor: None,
-                })
+                record_page_body(api, body, to_ms, listing)
             })
-            .await
+            .await?;
+        Ok(page)
     }
 
     async fn fetch_keyset(
         &self,
-        from_ms: i64,
-        to_ms: i64,
-        max: Option<usize>,
-    ) -> Result<SliceFetch, FetchError> {
+        check: &mut PageCheck<'_>,
+        (from_ms, to_ms): (i64, i64),
+        max: usize,
+        resume: Option<Resume>,
+    ) -> Result<SliceFetch, SourceError> {
         let url = self.endpoint();
         let mut out: Vec<Fetched> = Vec::new();
-        let mut cursor: Option<String> = None;
-        let mut oldest = to_ms + 1;
+        let (mut cursor, mut oldest) = match resume {
+            Some(Resume {
+                ms,
+                at: ResumeAt::Cursor(c),
+            }) => (Some(c), ms),
+            _ => (None, to_ms + 1),
+        };
         loop {
-            // The oldest millisecond read so far may continue on the next page: only the
-            // newer ones are complete.
-            if let Some(max) = max
-                && out.len() >= max
-                && oldest > from_ms
-                && out.iter().any(|r| r.ts_ms > oldest)
+            if out.len() >= max
+                && let Some(c) = &cursor
             {
-                out.retain(|r| r.ts_ms > oldest);
-                return Ok(SliceFetch::Partial {
+                // The oldest millisecond read so far may continue on the next page: only
+                // the newer ones are complete. If there are none, queue what was read of
+                // it and go on from the cursor.
+                if oldest > from_ms && out.iter().any(|r| r.ts_ms > oldest) {
+                    out.retain(|r| r.ts_ms > oldest);
+                    return Ok(SliceFetch::Partial {
+                        records: out,
+                        covered_from_ms: oldest + 1,
+                    });
+                }
+                return Ok(SliceFetch::Part {
                     records: out,
-                    covered_from_ms: oldest + 1,
+                    resume: Resume {
+                        ms: oldest,
+                        at: ResumeAt::Cursor(c.clone()),
+                    },
                 });
             }
             let mut query = vec![
@@ -270,35 +325,23 @@ impl Pager<'_> {
             let page = self
                 .client
                 .get(&url, &query, self.on_transient, |body| {
-                    let page: EntityPage<'_> =
-                        serde_json::from_slice(body).map_err(|e| e.to_string())?;
-                    Ok(Page {
-                        records: page
-                            .entities
-                            .iter()
-                            .map(|r| fetched(Api::Auditing, r.get(), to_ms))
-                            .collect(),
-                        more: !page.paging_info.last_page,
-                        next_cursor: page.paging_info.next_page_cursor,
-                    })
+                    entity_page_body(body, to_ms)
                 })
                 .await?;
-            let n = page.records.len();
-            let mut past_from = false;
-            for r in page.records {
-                if r.ts_ms < from_ms {
-                    past_from = true;
-                } else if r.ts_ms <= to_ms {
-                    oldest = oldest.min(r.ts_ms);
-                    out.push(r);
-                }
+            let n = page.received();
+            let mut records = page.records;
+            let past_from = check.window(&mut records, from_ms, to_ms)? > 0;
+            if let Some(at) = &cursor {
+                check.follows_cursor(at, &records)?;
+            }
+            check.page(page.listing_hash, n)?;
+            for r in records {
+                oldest = oldest.min(r.ts_ms);
+                out.push(r);
             }
             match page.next_cursor {
                 Some(next) if page.more && n > 0 && !past_from => {
-                    if cursor.as_deref() == Some(next.as_str()) {
-                        tracing::warn!(cursor = %next, "server returned the same page cursor twice; stopping this slice");
-                        break;
-                    }
+                    check.cursor(&next)?;
                     cursor = Some(next);
                 }
                 _ => break,
@@ -308,27 +351,11 @@ impl Pager<'_> {
     }
 }
 
-/// Parse enough of a record to place it in time and deduplicate it. A record that does not
-/// parse is kept (with its error) so that it is forwarded, not lost.
-fn fetched(api: Api, raw: &str, fallback_ms: i64) -> Fetched {
-    match normalize::parse_record(api, raw) {
-        Ok(r) => Fetched {
-            ts_ms: r.timestamp_ms(),
-            hash: r.content_hash(),
-            raw: raw.into(),
-            parse_error: None,
-        },
-        Err(e) => {
-            let mut hash = [0u8; 16];
-            hash.copy_from_slice(&blake3::hash(raw.as_bytes()).as_bytes()[..16]);
-            Fetched {
-                ts_ms: fallback_ms,
-                hash: ContentHash(hash),
-                raw: raw.into(),
-                parse_error: Some(e.to_string()),
-            }
-        }
-    }
+/// A walk through one millisecond by offset.
+struct MsWalk {
+    ms: i64,
+    offset: usize,
+    listing: u32,
 }
 
 /// Epoch ms → `2025-11-23T00:44:58.940Z`.

@@ -390,6 +390,24 @@ impl Store {
         Ok(out)
     }
 
+    /// Seen-counts of exactly these keys (a point lookup each): for a millisecond queued in
+    /// parts, where the range of one millisecond may hold far more rows than the part.
+    pub fn seen_counts_of(
+        &self,
+        source: &str,
+        keys: impl IntoIterator<Item = (i64, ContentHash)>,
+    ) -> Result<HashMap<(i64, ContentHash), u32>, StateError> {
+        let tx = self.inner.db.begin_read()?;
+        let table = tx.open_table(SEEN)?;
+        let mut out = HashMap::new();
+        for (ms, hash) in keys {
+            if let Some(v) = table.get((source, ms, hash.0))? {
+                out.insert((ms, hash), v.value());
+            }
+        }
+        Ok(out)
+    }
+
     /// The heart of the invariant: enqueue `commit.events` for every sink, record the seen
     /// counts and move the cursor, all in one transaction.
     pub fn commit_window(&self, source: &str, commit: &WindowCommit) -> Result<(), StateError> {

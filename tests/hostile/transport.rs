@@ -22,7 +22,7 @@ use harness::{
 };
 
 #[path = "transport_harness.rs"]
-mod harness;
+pub(crate) mod harness;
 
 #[test]
 fn the_gzip_bomb_really_inflates() {
