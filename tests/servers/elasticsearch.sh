@@ -7,5 +7,5 @@
 SERVER=elasticsearch
 VERSION=8.19.4
 ENV_PREFIX=ES
-EXTRA_YML=""
+EXTRA_YML="xpack.security.enabled: false"
 source "$(cd "$(dirname "$0")" && pwd)/search/server.sh"

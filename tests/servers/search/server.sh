@@ -14,12 +14,25 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
 base="$repo/target/test-servers/$SERVER"
+run_user=caf-search
+# As root, the server runs as $run_user, who must be able to reach it: a checkout under a
+# private home (/root) is not, so the servers then live under /var/tmp instead.
+if [ "$(id -u)" = 0 ]; then
+  id "$run_user" >/dev/null 2>&1 \
+    || useradd --system --no-create-home --shell /usr/sbin/nologin "$run_user" 2>/dev/null \
+    || id "$run_user" >/dev/null 2>&1 \
+    || { echo "error: cannot create user $run_user" >&2; exit 1; }
+  mkdir -p "$base"
+  if ! runuser -u "$run_user" -- test -x "$base"; then
+    base="/var/tmp/caf-test-servers/$SERVER"
+    echo "[$SERVER] note: $run_user cannot reach $repo; servers under $base" >&2
+  fi
+fi
 dist="$base/$SERVER-$VERSION"
 instance="${CAF_SERVER_INSTANCE:-default}"
 case "$instance" in *[!A-Za-z0-9_.-]*|"") echo "error: CAF_SERVER_INSTANCE must be [A-Za-z0-9_.-]+" >&2; exit 2 ;; esac
 inst="$base/$instance"
 pidfile="$inst/server.pid"
-run_user=caf-search
 
 say() { echo "[$SERVER/$instance] $*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -55,12 +68,6 @@ if [ "$(id -u)" = 0 ]; then
   as_user=(runuser -u "$run_user" --)
 fi
 as_user() { "${as_user[@]}" "$@"; }
-ensure_user() {
-  [ "$(id -u)" = 0 ] || return 0
-  id "$run_user" >/dev/null 2>&1 \
-    || useradd --system --no-create-home --shell /usr/sbin/nologin "$run_user" \
-    || die "cannot create user $run_user"
-}
 
 start() {
   if pid="$(running_pid)"; then
@@ -99,7 +106,6 @@ ${EXTRA_YML:-}
 YML
   echo "$http" >"$inst/http.port"
   if [ "$(id -u)" = 0 ]; then
-    ensure_user
     chown -R "$run_user" "$inst"
     as_user test -x "$dist/bin/$SERVER" \
       || die "user $run_user cannot reach $dist (a parent folder is not world-searchable)"
@@ -150,5 +156,6 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  fetch) ensure_dist ;;  # resolve and unpack only (.ci/run, before the tests)
+  *) echo "usage: $0 start|stop|fetch" >&2; exit 2 ;;
 esac
