@@ -178,9 +178,12 @@ fn mapping_conflicts_are_dead_lettered_and_replayed(os: &str) {
     let ds = "logs-confluence.audit-conflict";
     // A cluster whose mapping disagrees with us on one field (an old template of the
     // operator's, at a higher priority than ours): every document that has it is rejected.
+    // `dynamic: false`, so that no guessed mapping of another field rejects anything else.
     let conflicting = json!({
         "index_patterns": [ds], "data_stream": {}, "priority": 300,
-        "template": {"mappings": {"properties": {"user": {"properties": {"full_name": {"type": "long"}}}}}}
+        "template": {"mappings": {"dynamic": false, "properties": {
+            "user": {"properties": {"full_name": {"type": "long"}}}
+        }}}
     });
     let (status, body) = http(
         "PUT",

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Elasticsearch for the tests where it runs: its integ-test zip from Maven Central, run by
-# search/server.sh like OpenSearch. That zip has no x-pack (no security, no ILM, no data
-# streams), so only `_bulk` into an index and index templates can be checked against it.
+# search/server.sh like OpenSearch. That zip holds only the modules apm, transport-netty4,
+# x-pack-core and x-pack-security (switched off here): no ILM, data streams, mapper-extras,
+# wildcard or constant-keyword, so the shipped template and ILM policy are refused there
+# (README, "Which tests run against which real server"). It starts; no test uses it yet.
 #   tests/servers/elasticsearch.sh start   # last line: http://127.0.0.1:PORT
 #   tests/servers/elasticsearch.sh stop
 SERVER=elasticsearch
