@@ -51,28 +51,18 @@ impl RealServer {
         );
         Some(server)
     }
-
-    /// Where this instance keeps its data and logs.
-    pub fn dir(&self) -> PathBuf {
-        repo()
-            .join("target/test-servers")
-            .join(&self.name)
-            .join(&self.instance)
-    }
 }
 
 impl Drop for RealServer {
     fn drop(&mut self) {
-        let stopped = Command::new("bash")
+        // Keep data and logs of a failed test for the post-mortem; otherwise free the disk.
+        let remove = if std::thread::panicking() { "0" } else { "1" };
+        let _ = Command::new("bash")
             .arg(repo().join("tests/servers/run.sh"))
             .args(["stop", &self.name])
             .env("CAF_SERVER_INSTANCE", &self.instance)
-            .status()
-            .is_ok_and(|s| s.success());
-        // Keep data and logs of a failed test for the post-mortem; otherwise free the disk.
-        if stopped && !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(self.dir());
-        }
+            .env("CAF_SERVER_REMOVE", remove)
+            .status();
     }
 }
 

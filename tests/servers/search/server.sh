@@ -8,7 +8,8 @@
 #   ENV_PREFIX   OPENSEARCH | ES (the start script's environment variable prefix)
 #   EXTRA_YML    lines appended to the node's YAML settings
 # Several test binaries may run at once: each names its own instance with
-# CAF_SERVER_INSTANCE (default "default"), under target/test-servers/$SERVER/$INSTANCE/.
+# CAF_SERVER_INSTANCE (default "default"), under target/test-servers/$SERVER/$INSTANCE/;
+# `stop` with CAF_SERVER_REMOVE=1 also deletes that folder.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -141,16 +142,24 @@ stop() {
   local pid
   if ! pid="$(running_pid)"; then
     say "not running"
-    return 0
+  else
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null || true
+      say "killed (did not stop within 30 s)"
+    else
+      say "stopped"
+    fi
+    rm -f "$pidfile"
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || { say "stopped"; rm -f "$pidfile"; return 0; }
-    sleep 0.5
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$pidfile"
-  say "killed (did not stop within 30 s)"
+  # The tests ask for this when they passed; a failed test's data and logs stay.
+  if [ "${CAF_SERVER_REMOVE:-}" = 1 ]; then
+    rm -rf "$inst"
+  fi
 }
 
 case "${1:-}" in
