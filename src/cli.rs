@@ -71,7 +71,7 @@ enum Command {
     Simulate(crate::simulate::SimulateOptions),
     /// Simulator in-process → daemon → stdout and a file, then a summary (no Confluence needed).
     Demo(crate::demo::DemoOptions),
-    /// Prepare a destination: index template, ILM policy, dashboards.
+    /// Prepare a destination: index template, ILM/ISM policy, dashboards.
     #[command(subcommand)]
     Setup(SetupCommand),
     /// Inspect or replay a sink's dead-letter queue.
@@ -90,6 +90,15 @@ enum SetupCommand {
         #[arg(long, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
         /// The sink to set up (default: the only elasticsearch sink).
+        #[arg(long)]
+        sink: Option<String>,
+    },
+    /// Install the index template and ISM policy (when the cluster has the ISM plugin) for an
+    /// OpenSearch sink.
+    Opensearch {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// The sink to set up (default: the only opensearch sink).
         #[arg(long)]
         sink: Option<String>,
     },
@@ -347,35 +356,47 @@ fn normalize_stdin(api: Api, opts: &NormalizeOptions) -> anyhow::Result<ExitCode
     })
 }
 
-/// `setup elasticsearch`: the sink's own client, then the template, policy and dashboards.
+/// `setup elasticsearch|opensearch`: the sink's own client, then the template, policy and
+/// (Elasticsearch with kibana_url) the dashboards.
 async fn setup(cmd: SetupCommand) -> anyhow::Result<()> {
+    use crate::sink::SinkKind;
     use crate::sink::elasticsearch::{ElasticsearchConfig, setup};
-    let SetupCommand::Elasticsearch { config, sink } = cmd;
+    let (kind, config, sink) = match cmd {
+        SetupCommand::Elasticsearch { config, sink } => ("elasticsearch", config, sink),
+        SetupCommand::Opensearch { config, sink } => ("opensearch", config, sink),
+    };
     let cfg = Config::load(&config)?;
-    let candidates: Vec<(&str, &ElasticsearchConfig)> = cfg
+    let candidates: Vec<(&str, ElasticsearchConfig)> = cfg
         .sink
         .iter()
         .filter_map(|s| match &s.kind {
-            crate::sink::SinkKind::Elasticsearch(es) => Some((s.name.as_str(), &**es)),
+            SinkKind::Elasticsearch(es) if kind == "elasticsearch" => {
+                Some((s.name.as_str(), (**es).clone()))
+            }
+            SinkKind::Opensearch(os) if kind == "opensearch" => {
+                Some((s.name.as_str(), os.for_opensearch()))
+            }
             _ => None,
         })
         .filter(|(n, _)| sink.as_deref().is_none_or(|want| want == *n))
         .collect();
     let (name, es) = match candidates.as_slice() {
-        [one] => *one,
+        [one] => one,
         [] => anyhow::bail!(
-            "{}: no elasticsearch sink{}",
+            "{}: no {kind} sink{}",
             config.display(),
             sink.map(|s| format!(" named {s:?}")).unwrap_or_default()
         ),
         _ => anyhow::bail!(
-            "{}: several elasticsearch sinks; choose one with --sink",
+            "{}: several {kind} sinks; choose one with --sink",
             config.display()
         ),
     };
+    es.validate()
+        .map_err(|(k, p)| anyhow::anyhow!("sink {name:?}: {k}: {p}"))?;
     let (client, _) = setup::build_client(es).map_err(|e| anyhow::anyhow!("sink {name:?}: {e}"))?;
     let kibana = setup::KibanaTarget::from_config(es)?;
-    if kibana.is_none() {
+    if kibana.is_none() && kind == "elasticsearch" {
         eprintln!("sink {name:?}: no kibana_url; skipping the dashboards");
     }
     for line in setup::install(&client, es, kibana.as_ref()).await? {

@@ -105,21 +105,7 @@ fn mapping_rejections_go_to_the_dead_letter_queue_and_replay_delivers_them() {
     let total: usize = want.values().sum();
     assert!(indexed.len() < total, "some events must have been rejected");
 
-    let list = std::process::Command::new(common::bin())
-        .args(["dlq", "list", "--sink", "es", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        list.status.success(),
-        "{}",
-        String::from_utf8_lossy(&list.stderr)
-    );
-    let letters: Vec<serde_json::Value> = String::from_utf8(list.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let letters = common::dead_letters(&cfg, "es");
     assert_eq!(
         indexed.len() + letters.len(),
         total,
@@ -138,17 +124,7 @@ fn mapping_rejections_go_to_the_dead_letter_queue_and_replay_delivers_them() {
 
     // The operator fixes the mapping, replays, and the daemon delivers the rest.
     es.set_mapping(DS, "user.full_name", "keyword");
-    let replay = std::process::Command::new(common::bin())
-        .args(["dlq", "replay", "--sink", "es", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&replay.stderr);
-    assert!(replay.status.success(), "{stderr}");
-    assert!(
-        stderr.contains(&format!("replayed {} dead letter", letters.len())),
-        "{stderr}"
-    );
+    common::dlq_replay(&cfg, "es", letters.len());
     run_once(&cfg);
     // The second run also read what happened since (the poller's own audit searches).
     let want = expected(&c, &scratch);

@@ -105,6 +105,8 @@ pub enum SinkKind {
     Kafka(Box<kafka::KafkaConfig>),
     /// Elasticsearch `_bulk` into a data stream or index, exactly once by `_id`.
     Elasticsearch(Box<elasticsearch::ElasticsearchConfig>),
+    /// OpenSearch: the Elasticsearch sink with OpenSearch's template, ISM policy and checks.
+    Opensearch(Box<elasticsearch::ElasticsearchConfig>),
 }
 
 /// Why a sink could not be built: the key at fault (relative to the sink) and the problem.
@@ -167,8 +169,14 @@ impl BuiltSink {
 
 impl SinkKind {
     /// Every `type`, as written in the file.
-    pub const TYPES: &'static [&'static str] =
-        &["file", "stdout", "syslog", "kafka", "elasticsearch"];
+    pub const TYPES: &'static [&'static str] = &[
+        "file",
+        "stdout",
+        "syslog",
+        "kafka",
+        "elasticsearch",
+        "opensearch",
+    ];
 
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -177,6 +185,7 @@ impl SinkKind {
             SinkKind::Syslog(_) => "syslog",
             SinkKind::Kafka(_) => "kafka",
             SinkKind::Elasticsearch(_) => "elasticsearch",
+            SinkKind::Opensearch(_) => "opensearch",
         }
     }
 
@@ -187,7 +196,7 @@ impl SinkKind {
             "stdout" => Shape::of::<stdout::StdoutConfig>(vec![]),
             "syslog" => syslog::config::shape(),
             "kafka" => kafka::config::shape(),
-            "elasticsearch" => elasticsearch::config::shape(),
+            "elasticsearch" | "opensearch" => elasticsearch::config::shape(),
             _ => return None,
         })
     }
@@ -206,7 +215,7 @@ impl SinkKind {
             "stdout" => path::<stdout::StdoutConfig>(table),
             "syslog" => path::<syslog::SyslogConfig>(table),
             "kafka" => path::<kafka::KafkaConfig>(table),
-            "elasticsearch" => path::<elasticsearch::ElasticsearchConfig>(table),
+            "elasticsearch" | "opensearch" => path::<elasticsearch::ElasticsearchConfig>(table),
             _ => None,
         }
     }
@@ -220,6 +229,7 @@ impl SinkKind {
             SinkKind::Syslog(c) => BuiltSink::new(c.build(name, ctx.metrics.clone())?),
             SinkKind::Kafka(c) => BuiltSink::new(c.build(name)?),
             SinkKind::Elasticsearch(c) => BuiltSink::new(c.build(name)?),
+            SinkKind::Opensearch(c) => BuiltSink::new(c.for_opensearch().build(name)?),
         })
     }
 }

@@ -92,6 +92,40 @@ pub fn run_once(config: &Path) -> String {
     stderr
 }
 
+/// `dlq list --sink <sink>`: the sink's dead letters ({seq, id, reason, failed_at, doc, sink}).
+pub fn dead_letters(config: &Path, sink: &str) -> Vec<serde_json::Value> {
+    let out = Command::new(bin())
+        .args(["dlq", "list", "--sink", sink, "--config"])
+        .arg(config)
+        .output()
+        .expect("run dlq list");
+    assert!(
+        out.status.success(),
+        "dlq list failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `dlq replay --sink <sink>`, asserting that it moved `n` dead letters back into the queue.
+pub fn dlq_replay(config: &Path, sink: &str, n: usize) {
+    let out = Command::new(bin())
+        .args(["dlq", "replay", "--sink", sink, "--config"])
+        .arg(config)
+        .output()
+        .expect("run dlq replay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("replayed {n} dead letter")),
+        "{stderr}"
+    );
+}
+
 /// Every `event.id` in an NDJSON file, with how often it appears.
 pub fn ids_in_file(path: &Path) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();

@@ -17,10 +17,34 @@ use crate::config::{Secret, de_duration, resolve_secret};
 /// naming (`type-dataset-namespace`), matched by the shipped index template.
 pub const DEFAULT_DATA_STREAM: &str = "logs-confluence.audit-default";
 
-/// `[[sink]] type = "elasticsearch"`.
+/// Which product a sink of this implementation talks to. `type = "opensearch"` is the same
+/// `_bulk` sink with OpenSearch's defaults: its own index template, an ISM policy instead of
+/// ILM, no Elastic Cloud, Kibana or `_has_privileges`. Set by the sink registry from `type`,
+/// never written by the user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Flavor {
+    #[default]
+    Elasticsearch,
+    OpenSearch,
+}
+
+impl Flavor {
+    /// The product's name, for logs and errors.
+    pub fn product(self) -> &'static str {
+        match self {
+            Flavor::Elasticsearch => "Elasticsearch",
+            Flavor::OpenSearch => "OpenSearch",
+        }
+    }
+}
+
+/// `[[sink]] type = "elasticsearch"` (and `type = "opensearch"`, see [`Flavor`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchConfig {
+    /// Elasticsearch or OpenSearch: set from `type` by the registry.
+    #[serde(skip)]
+    pub flavor: Flavor,
     /// One node (or a load balancer): `https://es.example.com:9200`.
     pub url: Option<String>,
     /// Several nodes, used round robin; a node that cannot be reached is skipped.
@@ -55,7 +79,8 @@ pub struct ElasticsearchConfig {
     /// Kibana, for `setup elasticsearch` / `install_template` to import the dashboards.
     /// The sink's credentials and TLS settings are used for it too.
     pub kibana_url: Option<String>,
-    /// Name of the ILM policy `setup` installs and the template refers to.
+    /// Name of the ILM policy `setup` installs and the template refers to (OpenSearch: the
+    /// ISM policy, which attaches itself to the data stream through its `ism_template`).
     #[serde(default = "defaults::ilm_policy")]
     pub ilm_policy: String,
 }
@@ -188,6 +213,20 @@ impl ElasticsearchConfig {
     /// Everything that can be checked without the network. Errors name the key relative to
     /// the sink (`url`, `auth.api_key_file`…) and the problem.
     pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.flavor == Flavor::OpenSearch {
+            if self.cloud_id.is_some() {
+                return Err((
+                    "cloud_id".into(),
+                    "Elastic Cloud only: give url or urls for OpenSearch".into(),
+                ));
+            }
+            if self.kibana_url.is_some() {
+                return Err((
+                    "kibana_url".into(),
+                    "Kibana only: the shipped dashboards are Kibana saved objects, not OpenSearch Dashboards ones".into(),
+                ));
+            }
+        }
         self.endpoints()?;
         self.target()?;
         if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
@@ -532,6 +571,24 @@ mod tests {
             "Basic ZWxhc3RpYzpjaGFuZ2VtZQ=="
         );
         assert!(!format!("{basic:?}").contains("changeme"));
+    }
+
+    #[test]
+    fn opensearch_refuses_what_only_elastic_has() {
+        for (text, key) in [
+            ("cloud_id = \"x:eA==\"", "cloud_id"),
+            (
+                "url = \"https://a\"\nkibana_url = \"https://k\"",
+                "kibana_url",
+            ),
+        ] {
+            let mut c = parse(text);
+            c.flavor = Flavor::OpenSearch;
+            assert_eq!(c.validate().unwrap_err().0, key, "{text}");
+        }
+        let mut c = parse("url = \"https://a\"");
+        c.flavor = Flavor::OpenSearch;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Elasticsearch sink: every event into a data stream (or an index) with `_bulk`, exactly
+//! Elasticsearch (and OpenSearch, `type = "opensearch"`: see [`Flavor`]) sink: every event into a data stream (or an index) with `_bulk`, exactly
 //! once, every rejection explained.
 //!
 //! Why it exists: the ELK stack is where most users read these events, and Elastic's own
@@ -28,7 +28,7 @@ pub mod encoder;
 pub mod service;
 pub mod setup;
 
-pub use config::ElasticsearchConfig;
+pub use config::{ElasticsearchConfig, Flavor};
 pub use service::ElasticsearchSink;
 
 use super::BuildError;
@@ -38,5 +38,14 @@ impl ElasticsearchConfig {
     pub fn build(&self, name: &str) -> Result<ElasticsearchSink, BuildError> {
         self.validate()?;
         ElasticsearchSink::new(name.to_owned(), self.clone())
+    }
+
+    /// These settings as a `type = "opensearch"` sink: same implementation, OpenSearch's
+    /// template, ISM policy and checks.
+    pub fn for_opensearch(&self) -> ElasticsearchConfig {
+        ElasticsearchConfig {
+            flavor: Flavor::OpenSearch,
+            ..self.clone()
+        }
     }
 }

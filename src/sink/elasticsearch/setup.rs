@@ -1,5 +1,6 @@
-//! `setup elasticsearch` (and `install_template = true`): put the index template, the ILM
-//! policy and the Kibana saved objects in place.
+//! `setup elasticsearch` / `setup opensearch` (and `install_template = true`): put the index
+//! template, the lifecycle policy (ILM, or ISM on OpenSearch) and the Kibana saved objects in
+//! place.
 //!
 //! It exists because without a template Elasticsearch guesses: `source.ip` becomes text,
 //! `confluence.audit.sys_admin` whatever the first document said, and the dashboards cannot
@@ -12,13 +13,21 @@ use elasticsearch::http::headers::HeaderMap;
 use serde_json::Value;
 
 pub use super::client::build_client;
-use super::config::{DEFAULT_DATA_STREAM, ElasticsearchConfig, Target};
+use super::config::{DEFAULT_DATA_STREAM, ElasticsearchConfig, Flavor, Target};
 
 /// `deploy/elasticsearch/index-template.json`: ECS mappings for every field the normalizer
 /// writes, `confluence.*` included; `dynamic: false`, so nothing is ever guessed.
 pub const INDEX_TEMPLATE: &str = include_str!("../../../deploy/elasticsearch/index-template.json");
 /// `deploy/elasticsearch/ilm-policy.json`.
 pub const ILM_POLICY: &str = include_str!("../../../deploy/elasticsearch/ilm-policy.json");
+/// `deploy/opensearch/index-template.json`: the same mappings in what OpenSearch 2.x accepts
+/// (`data_stream.*` are `keyword`: its `constant_keyword` needs a fixed value) and no ILM
+/// setting.
+pub const OPENSEARCH_TEMPLATE: &str =
+    include_str!("../../../deploy/opensearch/index-template.json");
+/// `deploy/opensearch/ism-policy.json`: the ILM policy's phases as ISM states; its
+/// `ism_template` attaches it to the data stream's backing indices.
+pub const ISM_POLICY: &str = include_str!("../../../deploy/opensearch/ism-policy.json");
 /// `deploy/kibana/confluence-audit.ndjson`: data view, visualizations and two dashboards.
 pub const KIBANA_OBJECTS: &str = include_str!("../../../deploy/kibana/confluence-audit.ndjson");
 
@@ -50,9 +59,17 @@ pub fn template_for(cfg: &ElasticsearchConfig) -> Result<(String, Value), SetupE
     let target = cfg
         .target()
         .map_err(|(k, p)| SetupError::Config(format!("{k}: {p}")))?;
-    let mut t: Value = serde_json::from_str(INDEX_TEMPLATE).expect("shipped template is JSON");
+    let opensearch = cfg.flavor == Flavor::OpenSearch;
+    let shipped = if opensearch {
+        OPENSEARCH_TEMPLATE
+    } else {
+        INDEX_TEMPLATE
+    };
+    let mut t: Value = serde_json::from_str(shipped).expect("shipped template is JSON");
     let shipped_prefix = DEFAULT_DATA_STREAM.trim_end_matches("default");
-    t["template"]["settings"]["index.lifecycle.name"] = Value::String(cfg.ilm_policy.clone());
+    if !opensearch {
+        t["template"]["settings"]["index.lifecycle.name"] = Value::String(cfg.ilm_policy.clone());
+    }
     let name = match &target {
         Target::DataStream(ds) if ds.starts_with(shipped_prefix) => {
             "logs-confluence.audit".to_owned()
@@ -84,6 +101,11 @@ pub async fn install(
 ) -> Result<Vec<String>, SetupError> {
     let mut report = Vec::new();
     let (name, mut template) = template_for(cfg)?;
+    if cfg.flavor == Flavor::OpenSearch
+        && let Target::DataStream(_) = cfg.target().expect("checked by template_for")
+    {
+        report.push(install_ism(client, cfg, &template["index_patterns"]).await?);
+    }
     let uses_ilm = template["template"]["settings"]
         .get("index.lifecycle.name")
         .is_some();
@@ -130,21 +152,61 @@ pub async fn install(
     Ok(report)
 }
 
-async fn put(
+/// OpenSearch: the ISM policy, attached through its `ism_template` to whatever the index
+/// template matches. An existing policy is updated in place (ISM wants its sequence number).
+/// A cluster without the ISM plugin (the minimal distribution) gets the template alone.
+async fn install_ism(
+    client: &Elasticsearch,
+    cfg: &ElasticsearchConfig,
+    patterns: &Value,
+) -> Result<String, SetupError> {
+    let mut policy: Value = serde_json::from_str(ISM_POLICY).expect("shipped policy is JSON");
+    policy["policy"]["ism_template"][0]["index_patterns"] = patterns.clone();
+    let path = format!("/_plugins/_ism/policies/{}", cfg.ilm_policy);
+    match put(client, "ISM policy", &path, &policy).await {
+        Ok(()) => Ok(format!("installed ISM policy {:?}", cfg.ilm_policy)),
+        Err(SetupError::Refused { status, body, .. })
+            if status == 400 && body.contains("no handler found") =>
+        {
+            Ok(format!(
+                "ISM is not installed on this cluster (no {path}); template installed without a lifecycle policy"
+            ))
+        }
+        Err(SetupError::Refused { status: 409, .. }) => {
+            let (status, current) = get(client, "ISM policy", &path).await?;
+            let (Some(seq), Some(term)) = (
+                current["_seq_no"].as_u64(),
+                current["_primary_term"].as_u64(),
+            ) else {
+                return Err(SetupError::Refused {
+                    step: "ISM policy",
+                    status,
+                    body: current.to_string().chars().take(1000).collect(),
+                });
+            };
+            put(
+                client,
+                "ISM policy",
+                &format!("{path}?if_seq_no={seq}&if_primary_term={term}"),
+                &policy,
+            )
+            .await?;
+            Ok(format!("updated ISM policy {:?}", cfg.ilm_policy))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// One request to the cluster: its status and body. Only an unreachable cluster is an error.
+async fn send(
     client: &Elasticsearch,
     step: &'static str,
+    method: Method,
     path: &str,
-    body: &Value,
-) -> Result<(), SetupError> {
+    body: Option<String>,
+) -> Result<(u16, String), SetupError> {
     let resp = client
-        .send(
-            Method::Put,
-            path,
-            HeaderMap::new(),
-            None::<&()>,
-            Some(body.to_string()),
-            None,
-        )
+        .send(method, path, HeaderMap::new(), None::<&()>, body, None)
         .await
         .map_err(|e| SetupError::Unreachable {
             step,
@@ -152,14 +214,32 @@ async fn put(
             reason: e.to_string(),
         })?;
     let status = resp.status_code().as_u16();
+    Ok((status, resp.text().await.unwrap_or_default()))
+}
+
+async fn get(
+    client: &Elasticsearch,
+    step: &'static str,
+    path: &str,
+) -> Result<(u16, Value), SetupError> {
+    let (status, text) = send(client, step, Method::Get, path, None).await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+async fn put(
+    client: &Elasticsearch,
+    step: &'static str,
+    path: &str,
+    body: &Value,
+) -> Result<(), SetupError> {
+    let (status, text) = send(client, step, Method::Put, path, Some(body.to_string())).await?;
     if (200..300).contains(&status) {
         return Ok(());
     }
-    let body = resp.text().await.unwrap_or_default();
     Err(SetupError::Refused {
         step,
         status,
-        body: body.chars().take(1000).collect(),
+        body: text.chars().take(1000).collect(),
     })
 }
 
@@ -283,6 +363,12 @@ mod tests {
         );
         let p: Value = serde_json::from_str(ILM_POLICY).unwrap();
         assert!(p["policy"]["phases"]["hot"]["actions"]["rollover"].is_object());
+        let ism: Value = serde_json::from_str(ISM_POLICY).unwrap();
+        assert_eq!(ism["policy"]["default_state"], "hot");
+        assert_eq!(
+            ism["policy"]["ism_template"][0]["index_patterns"][0],
+            "logs-confluence.audit-*"
+        );
         let mut types = std::collections::BTreeMap::new();
         let mut ids = std::collections::HashSet::new();
         for line in KIBANA_OBJECTS.lines() {
@@ -297,5 +383,26 @@ mod tests {
         }
         assert_eq!(types["index-pattern"], 1);
         assert_eq!(types["dashboard"], 2);
+    }
+
+    /// The OpenSearch template is the Elasticsearch one, but for what OpenSearch lacks: a
+    /// mapping added to one and not the other fails here.
+    #[test]
+    fn the_opensearch_template_differs_only_where_opensearch_must() {
+        let mut es: Value = serde_json::from_str(INDEX_TEMPLATE).unwrap();
+        let os: Value = serde_json::from_str(OPENSEARCH_TEMPLATE).unwrap();
+        let keyword = serde_json::json!({"type": "keyword", "ignore_above": 1024});
+        for k in ["type", "dataset", "namespace"] {
+            es["template"]["mappings"]["properties"]["data_stream"]["properties"][k] =
+                keyword.clone();
+        }
+        es["template"]["settings"]
+            .as_object_mut()
+            .unwrap()
+            .remove("index.lifecycle.name");
+        assert_eq!(es["template"], os["template"]);
+        assert_eq!(es["index_patterns"], os["index_patterns"]);
+        assert!(!OPENSEARCH_TEMPLATE.contains("constant_keyword"));
+        assert!(!OPENSEARCH_TEMPLATE.contains("lifecycle"));
     }
 }
