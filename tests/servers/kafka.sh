@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# A real Apache Kafka (KRaft: one node, broker and controller) for the Kafka sink tests, from
+# Maven Central jars alone (tests/servers/kafka/pom.xml; cached in ~/.m2):
+#
+#   tests/servers/kafka.sh start   # last line: 127.0.0.1:PORT, once a produce round-trip works
+#   tests/servers/kafka.sh stop
+#
+# Data, configuration, pid and logs live in $CAF_KAFKA_DIR (default target/test-servers/kafka),
+# so tests that need a broker of their own (to kill -9 it) point it elsewhere. `start` on a
+# directory whose broker was killed restarts it with its data and on the same ports.
+# $CAF_KAFKA_EXTRA_PROPERTIES, if set, names a file appended to server.properties.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+project="$here/kafka"
+base="$repo/target/test-servers/kafka"
+dir="${CAF_KAFKA_DIR:-$base}"
+lib="$base/lib"
+heap="${CAF_KAFKA_HEAP:-384m}"
+JAVA="${JAVA:-java}"
+
+die() { echo "error: $*" >&2; exit 1; }
+
+# The broker's jars, resolved once (under a lock: tests start brokers in parallel).
+resolve() {
+  mkdir -p "$base"
+  exec 9>"$base/.resolve.lock"
+  flock 9
+  if [ ! -f "$lib/.complete" ] || [ "$project/pom.xml" -nt "$lib/.complete" ]; then
+    command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch Kafka from Maven Central"
+    rm -rf "$lib" "$lib.tmp"
+    mvn -q -B -f "$project/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$lib.tmp" >&2 \
+      || die "could not resolve Kafka from Maven Central (see above)"
+    mv "$lib.tmp" "$lib"
+    touch "$lib/.complete"
+  fi
+  flock -u 9
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Running, and not a zombie (a broker killed with -9 is one until something reaps it).
+alive() {
+  [ -f "$dir/pid" ] || return 1
+  local stat
+  stat=$(cat "/proc/$(cat "$dir/pid")/stat" 2>/dev/null) || return 1
+  [ "$(echo "${stat##*) }" | cut -d' ' -f1)" != Z ]
+}
+
+start() {
+  resolve
+  mkdir -p "$dir"
+  alive && die "a broker already runs from $dir (pid $(cat "$dir/pid")); stop it first"
+  # Same ports on a restart: clients and the controller quorum keep their addresses.
+  if [ ! -f "$dir/ports" ]; then
+    echo "$(free_port) $(free_port)" >"$dir/ports"
+  fi
+  read -r port cport <"$dir/ports"
+  cat >"$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+PROPS
+  if [ -n "${CAF_KAFKA_EXTRA_PROPERTIES:-}" ]; then
+    cat "$CAF_KAFKA_EXTRA_PROPERTIES" >>"$dir/server.properties"
+  fi
+  cat >"$dir/log4j2.properties" <<PROPS
+rootLogger.level=INFO
+rootLogger.appenderRef.file.ref=file
+appender.file.type=File
+appender.file.name=file
+appender.file.fileName=$dir/server.log
+appender.file.layout.type=PatternLayout
+appender.file.layout.pattern=[%d] %p %m (%c)%n
+PROPS
+  printf 'rootLogger.level=ERROR\n' >"$dir/log4j2-quiet.properties"
+  local jvm=(-Xmx"$heap" -Xms64m -XX:+UseSerialGC -XX:TieredStopAtLevel=1
+    -Djava.awt.headless=true -cp "$lib/*")
+  if [ ! -f "$dir/data/meta.properties" ] || [ ! -s "$dir/data/meta.properties" ]; then
+    rm -rf "$dir/data"
+    local cluster
+    cluster=$("$JAVA" "${jvm[@]}" -Dlog4j2.configurationFile="$dir/log4j2-quiet.properties" \
+      kafka.tools.StorageTool random-uuid)
+    "$JAVA" "${jvm[@]}" -Dlog4j2.configurationFile="$dir/log4j2-quiet.properties" \
+      kafka.tools.StorageTool format -t "$cluster" -c "$dir/server.properties" >"$dir/format.log" 2>&1 \
+      || die "formatting the storage failed: $(cat "$dir/format.log")"
+  fi
+  setsid "$JAVA" "${jvm[@]}" -Dlog4j2.configurationFile="$dir/log4j2.properties" \
+    kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 </dev/null &
+  echo $! >"$dir/pid"
+  local deadline=$((SECONDS + 120))
+  until "$JAVA" -Xmx128m -cp "$lib/*" -Dlog4j2.configurationFile="$dir/log4j2-quiet.properties" \
+      "$project/Probe.java" "127.0.0.1:$port" >"$dir/probe.log" 2>&1; do
+    if ! alive; then
+      die "Kafka exited while starting: $(tail -n 30 "$dir/stdout.log"; grep -m5 -A5 'ERROR' "$dir/server.log" 2>/dev/null)"
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      stop
+      die "Kafka did not serve a produce round-trip on 127.0.0.1:$port within 120s: $(tail -n 5 "$dir/probe.log")"
+    fi
+    sleep 1
+  done
+  echo "Kafka $(basename "$lib"/kafka_2.13-*.jar .jar | sed 's/kafka_2.13-//') serving; data and logs in $dir" >&2
+  echo "127.0.0.1:$port"
+}
+
+stop() {
+  if alive; then
+    local pid
+    pid=$(cat "$dir/pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do
+      alive || break
+      sleep 0.5
+    done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$dir/pid"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
