@@ -130,7 +130,9 @@ fn elasticsearch_503_and_kafka_broker_down_the_others_deliver_and_each_catches_u
     let scratch = Scratch::new();
     let es = EsServer::start(EsOptions::default());
     es.faults(|f| f.outage = true);
-    let mut broker = Broker::start(scratch.dir.path());
+    let Some(mut broker) = Broker::start(scratch.dir.path()) else {
+        return;
+    };
     broker.down();
     let metrics_port = common::free_port();
     let cfg = scratch.config(&format!(

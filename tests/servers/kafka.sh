@@ -9,6 +9,9 @@
 # so tests that need a broker of their own (to kill -9 it) point it elsewhere. `start` on a
 # directory whose broker was killed restarts it with its data and on the same ports.
 # $CAF_KAFKA_EXTRA_PROPERTIES, if set, names a file appended to server.properties.
+# $CAF_KAFKA_SASL_SSL_PEM, if set, names a PEM file (private key, then certificate chain) for a
+# second listener, SASL_SSL with SCRAM-SHA-512, whose address goes to $dir/sasl_ssl_address;
+# $CAF_KAFKA_SCRAM_USER and $CAF_KAFKA_SCRAM_PASSWORD are its one user (set when formatting).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -56,18 +59,28 @@ start() {
   alive && die "a broker already runs from $dir (pid $(cat "$dir/pid")); stop it first"
   # Same ports on a restart: clients and the controller quorum keep their addresses.
   if [ ! -f "$dir/ports" ]; then
-    echo "$(free_port) $(free_port)" >"$dir/ports"
+    echo "$(free_port) $(free_port) $(free_port)" >"$dir/ports"
   fi
-  read -r port cport <"$dir/ports"
+  read -r port cport sport <"$dir/ports"
+  local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+  local advertised="PLAINTEXT://127.0.0.1:$port"
+  local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  local scram=()
+  if [ -n "${CAF_KAFKA_SASL_SSL_PEM:-}" ]; then
+    listeners+=",SASL_SSL://127.0.0.1:$sport"
+    advertised+=",SASL_SSL://127.0.0.1:$sport"
+    protocols+=",SASL_SSL:SASL_SSL"
+    scram=(--add-scram "SCRAM-SHA-512=[name=${CAF_KAFKA_SCRAM_USER:?},password=${CAF_KAFKA_SCRAM_PASSWORD:?}]")
+  fi
   cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$dir/data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -77,6 +90,15 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 PROPS
+  if [ -n "${CAF_KAFKA_SASL_SSL_PEM:-}" ]; then
+    cat >>"$dir/server.properties" <<PROPS
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$CAF_KAFKA_SASL_SSL_PEM
+PROPS
+    echo "127.0.0.1:$sport" >"$dir/sasl_ssl_address"
+  fi
   if [ -n "${CAF_KAFKA_EXTRA_PROPERTIES:-}" ]; then
     cat "$CAF_KAFKA_EXTRA_PROPERTIES" >>"$dir/server.properties"
   fi
@@ -98,7 +120,7 @@ PROPS
     cluster=$("$JAVA" "${jvm[@]}" -Dlog4j2.configurationFile="$dir/log4j2-quiet.properties" \
       kafka.tools.StorageTool random-uuid)
     "$JAVA" "${jvm[@]}" -Dlog4j2.configurationFile="$dir/log4j2-quiet.properties" \
-      kafka.tools.StorageTool format -t "$cluster" -c "$dir/server.properties" >"$dir/format.log" 2>&1 \
+      kafka.tools.StorageTool format -t "$cluster" -c "$dir/server.properties" "${scram[@]}" >"$dir/format.log" 2>&1 \
       || die "formatting the storage failed: $(cat "$dir/format.log")"
   fi
   setsid "$JAVA" "${jvm[@]}" -Dlog4j2.configurationFile="$dir/log4j2.properties" \
@@ -108,7 +130,7 @@ PROPS
   until "$JAVA" -Xmx128m -cp "$lib/*" -Dlog4j2.configurationFile="$dir/log4j2-quiet.properties" \
       "$project/Probe.java" "127.0.0.1:$port" >"$dir/probe.log" 2>&1; do
     if ! alive; then
-      die "Kafka exited while starting: $(tail -n 30 "$dir/stdout.log"; grep -m5 -A5 'ERROR' "$dir/server.log" 2>/dev/null)"
+      die "Kafka exited while starting (logs in $dir): $(tail -n 30 "$dir/stdout.log"; grep -m3 -A8 'ERROR' "$dir/server.log" 2>/dev/null || tail -n 20 "$dir/server.log" 2>/dev/null)"
     fi
     if [ $SECONDS -ge $deadline ]; then
       stop
