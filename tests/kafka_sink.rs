@@ -358,3 +358,98 @@ sasl_password_file = "{}"
     assert_eq!(err.key, "sink[0].sasl_password_file", "{err}");
     assert!(!err.to_string().contains("correct-horse"));
 }
+
+/// A CA, and for the broker one PEM file: its private key (PKCS#8), then its certificate
+/// (for 127.0.0.1, signed by the CA). Returns (CA file, broker PEM file).
+fn test_ca(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name
+        .push(DnType::CommonName, "caf test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.clone().self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, &ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    leaf.distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    let broker_file = dir.join("broker.pem");
+    std::fs::write(&broker_file, key.serialize_pem() + &cert.pem()).unwrap();
+    (ca_file, broker_file)
+}
+
+#[test]
+fn sasl_ssl_with_scram_sha_512_delivers_and_wrong_credentials_are_auth_failures_to_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, pem) = test_ca(dir.path());
+    let Some(broker) = Broker::start_with(
+        dir.path(),
+        &[
+            ("CAF_KAFKA_SASL_SSL_PEM", pem.to_str().unwrap()),
+            ("CAF_KAFKA_SCRAM_USER", "forwarder"),
+            ("CAF_KAFKA_SCRAM_PASSWORD", "correct-horse-battery"),
+        ],
+    ) else {
+        return;
+    };
+    let config = |password: &str| -> KafkaConfig {
+        serde_json::from_value(serde_json::json!({
+            "brokers": broker.sasl_ssl_address(),
+            "topic": "audit",
+            "create_topic": true,
+            "delivery_timeout": "3s",
+            "sasl_username": "forwarder",
+            "sasl_password": password,
+            "librdkafka": {
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanisms": "SCRAM-SHA-512",
+                "ssl.ca.location": ca.to_str().unwrap(),
+            },
+        }))
+        .expect("kafka config")
+    };
+    let batch: Vec<QueuedEvent> = (0..20).map(|i| event(i, "event", "x")).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // Wrong password: open says `auth`, and so does every delivery attempt, which is a
+    // batch failure (the events stay queued and are retried), never a dead letter.
+    let mut wrong = KafkaSink::new("kafka".into(), config("wrong-password")).unwrap();
+    let err = rt
+        .block_on(wrong.open(None))
+        .expect_err("refused credentials");
+    assert_eq!(err.kind, "auth", "{err:?}");
+    assert!(err.reason.contains("Authentication failed"), "{err:?}");
+    assert!(!err.reason.contains("wrong-password"), "{err:?}");
+    for _ in 0..2 {
+        let err = rt
+            .block_on(wrong.deliver(&batch))
+            .expect_err("nothing delivered with refused credentials");
+        assert_eq!(err.kind, "auth", "{err:?}");
+    }
+    drop(wrong);
+    assert!(read_topic(&broker.address(), "audit").is_empty());
+
+    // The right password, over TLS checked against the test CA.
+    let mut sink = KafkaSink::new("kafka".into(), config("correct-horse-battery")).unwrap();
+    rt.block_on(sink.open(None))
+        .expect("open with SCRAM-SHA-512");
+    let out = rt.block_on(sink.deliver(&batch)).expect("deliver");
+    assert_eq!(out.results, vec![Delivery::Delivered; batch.len()]);
+    let got = keys(&read_topic(&broker.address(), "audit"));
+    assert_eq!(got.len(), 20);
+    assert!(got.values().all(|&n| n == 1), "{got:?}");
+}
