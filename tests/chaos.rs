@@ -210,7 +210,7 @@ listen = "127.0.0.1:{metrics_port}"
 
     // The broker comes back: Kafka catches up too.
     broker.up();
-    wait_until(Duration::from_secs(90), "Kafka caught up", || {
+    wait_until(Duration::from_secs(240), "Kafka caught up", || {
         metric("caf_sink_delivered_total{sink=\"kafka\"}") >= in_file as f64
     });
     drop(arrivals);

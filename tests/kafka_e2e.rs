@@ -232,7 +232,7 @@ fn broker_down_at_start_events_wait_and_arrive_when_it_is_up() {
     let history_size = history.values().sum::<usize>() as f64;
     wait_for(
         &scratch,
-        Duration::from_secs(90),
+        Duration::from_secs(240),
         "the history delivered to Kafka",
         || scrape(port, "caf_sink_delivered_total{sink=\"kafka\"}").unwrap_or(0.0) >= history_size,
     );
@@ -323,7 +323,7 @@ fn broker_kill9_and_restart_mid_backfill_every_event_once_by_key() {
     let daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
     wait_for(
         &scratch,
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         "the first batches in Kafka",
         || delivered() >= 1000.0,
     );
@@ -334,7 +334,7 @@ fn broker_kill9_and_restart_mid_backfill_every_event_once_by_key() {
     broker.up();
     wait_for(
         &scratch,
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         "the history delivered to Kafka after the restart",
         || delivered() >= history_size,
     );

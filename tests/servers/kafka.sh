@@ -41,8 +41,18 @@ resolve() {
   flock -u 9
 }
 
+# A free loopback port below the kernel's ephemeral range (32768-60999 by default), so that no
+# client connection takes it while a killed broker is down, claimed under $base/claimed so that
+# brokers starting at the same time never pick the same one (released by `stop`).
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  mkdir -p "$base/claimed"
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 12000))
+    python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$p))" 2>/dev/null || continue
+    mkdir "$base/claimed/$p" 2>/dev/null && { echo "$p"; return; }
+  done
+  die "no free loopback port in 20000-31999"
 }
 
 # Running, and not a zombie (a broker killed with -9 is one until something reaps it).
@@ -58,10 +68,12 @@ start() {
   mkdir -p "$dir"
   alive && die "a broker already runs from $dir (pid $(cat "$dir/pid")); stop it first"
   # Same ports on a restart: clients and the controller quorum keep their addresses.
-  if [ ! -f "$dir/ports" ]; then
-    echo "$(free_port) $(free_port) $(free_port)" >"$dir/ports"
+  local port="" cport="" sport=""
+  [ -f "$dir/ports" ] && read -r port cport sport <"$dir/ports"
+  if ! [[ "$port $cport $sport" =~ ^[0-9]+\ [0-9]+\ [0-9]+$ ]]; then
+    port=$(free_port) cport=$(free_port) sport=$(free_port)
+    echo "$port $cport $sport" >"$dir/ports"
   fi
-  read -r port cport sport <"$dir/ports"
   local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
   local advertised="PLAINTEXT://127.0.0.1:$port"
   local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
@@ -154,6 +166,10 @@ stop() {
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$dir/pid"
+  if [ -f "$dir/ports" ]; then
+    for p in $(cat "$dir/ports"); do rmdir "$base/claimed/$p" 2>/dev/null || true; done
+    rm -f "$dir/ports"
+  fi
 }
 
 case "${1:-}" in
