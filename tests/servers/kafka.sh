@@ -32,7 +32,7 @@ resolve() {
   if [ ! -f "$lib/.complete" ] || [ "$project/pom.xml" -nt "$lib/.complete" ]; then
     command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch Kafka from Maven Central"
     rm -rf "$lib" "$lib.tmp"
-    mvn -q -B -f "$project/pom.xml" dependency:copy-dependencies \
+    mvn -q -B -Dstyle.color=never -f "$project/pom.xml" dependency:copy-dependencies \
       -DincludeScope=runtime -DoutputDirectory="$lib.tmp" >&2 \
       || die "could not resolve Kafka from Maven Central (see above)"
     mv "$lib.tmp" "$lib"
