@@ -95,6 +95,8 @@ impl Broker {
         cmd.arg(run_sh())
             .args([action, "kafka"])
             .env("CAF_KAFKA_DIR", &self.dir)
+            // Stopped even if this test process is killed before its `Drop` runs.
+            .env("CAF_KAFKA_OWNER_PID", std::process::id().to_string())
             .stdin(Stdio::null());
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.output().expect("run tests/servers/run.sh")

@@ -9,6 +9,7 @@
 # so tests that need a broker of their own (to kill -9 it) point it elsewhere. `start` on a
 # directory whose broker was killed restarts it with its data and on the same ports.
 # $CAF_KAFKA_EXTRA_PROPERTIES, if set, names a file appended to server.properties.
+# $CAF_KAFKA_OWNER_PID, if set, is a process whose end stops the broker.
 # $CAF_KAFKA_SASL_SSL_PEM, if set, names a PEM file (private key, then certificate chain) for a
 # second listener, SASL_SSL with SCRAM-SHA-512, whose address goes to $dir/sasl_ssl_address;
 # $CAF_KAFKA_SCRAM_USER and $CAF_KAFKA_SCRAM_PASSWORD are its one user (set when formatting).
@@ -138,6 +139,15 @@ PROPS
   setsid "$JAVA" "${jvm[@]}" -Dlog4j2.configurationFile="$dir/log4j2.properties" \
     kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 </dev/null &
   echo $! >"$dir/pid"
+  # A test killed before it could stop its broker (a timeout, a SIGKILL) must not leave a JVM
+  # behind: with $CAF_KAFKA_OWNER_PID, the broker is stopped once that process is gone.
+  if [ -n "${CAF_KAFKA_OWNER_PID:-}" ]; then
+    (
+      while kill -0 "$CAF_KAFKA_OWNER_PID" 2>/dev/null; do sleep 2; done
+      stop
+    ) </dev/null >/dev/null 2>&1 &
+    disown
+  fi
   local deadline=$((SECONDS + 120))
   until "$JAVA" -Xmx128m -cp "$lib/*" -Dlog4j2.configurationFile="$dir/log4j2-quiet.properties" \
       "$project/Probe.java" "127.0.0.1:$port" >"$dir/probe.log" 2>&1; do
