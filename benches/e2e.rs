@@ -8,8 +8,8 @@
 //! first poll. Every run also checks that the destination holds every record exactly once
 //! (by `event.id`), so a fast wrong answer cannot pass for a fast one.
 //!
-//! Elasticsearch is the in-repo `_bulk` test server (in this process), Kafka a tansu broker
-//! (memory storage) started for the run.
+//! Elasticsearch is the in-repo `_bulk` test server (in this process), Kafka a real Apache
+//! Kafka broker started for the run (`tests/servers/run.sh`).
 
 #[path = "../tests/es_server/mod.rs"]
 mod es_server;
@@ -144,7 +144,8 @@ fn backfill(records: usize, target: Target) {
             ..Default::default()
         })
     });
-    let broker = (target == Target::Kafka).then(|| kafka_support::Broker::start(dir.path()));
+    let broker = (target == Target::Kafka)
+        .then(|| kafka_support::Broker::start(dir.path()).expect("a real Kafka"));
     let sink = match target {
         Target::File => None,
         Target::Elasticsearch => Some(format!(
@@ -189,7 +190,7 @@ fn backfill(records: usize, target: Target) {
     let name = match target {
         Target::File => "file sink",
         Target::Elasticsearch => "Elasticsearch test server",
-        Target::Kafka => "Kafka (tansu)",
+        Target::Kafka => "Apache Kafka",
     };
     println!("backfill of {records} records (DC advanced auditing API, 1000 per page) → {name}");
     println!(

@@ -1,7 +1,7 @@
-//! Produce throughput of the Kafka sink into a real broker (tansu, memory storage, on
-//! loopback): batches of 1000 realistic ECS documents through `Sink::deliver`, which waits
-//! for every delivery report (idempotent producer, `acks=all`). Reported as events/s, per
-//! compression. Needs `tansu` (`TANSU_BIN` or on `PATH`).
+//! Produce throughput of the Kafka sink into a real Apache Kafka (one node on loopback,
+//! started by `tests/servers/run.sh`): batches of 1000 realistic ECS documents through
+//! `Sink::deliver`, which waits for every delivery report (idempotent producer, `acks=all`).
+//! Reported as events/s, per compression. Needs Maven and Java 17 (see README, Tests).
 
 #[path = "../tests/kafka_support/mod.rs"]
 mod kafka_support;
@@ -41,7 +41,7 @@ fn batch() -> Vec<QueuedEvent> {
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let broker = kafka_support::Broker::start(dir.path());
+    let broker = kafka_support::Broker::start(dir.path()).expect("a real Kafka");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -130,7 +130,9 @@ fn elasticsearch_503_and_kafka_broker_down_the_others_deliver_and_each_catches_u
     let scratch = Scratch::new();
     let es = EsServer::start(EsOptions::default());
     es.faults(|f| f.outage = true);
-    let mut broker = Broker::start(scratch.dir.path());
+    let Some(mut broker) = Broker::start(scratch.dir.path()) else {
+        return;
+    };
     broker.down();
     let metrics_port = common::free_port();
     let cfg = scratch.config(&format!(
@@ -208,7 +210,7 @@ listen = "127.0.0.1:{metrics_port}"
 
     // The broker comes back: Kafka catches up too.
     broker.up();
-    wait_until(Duration::from_secs(90), "Kafka caught up", || {
+    wait_until(Duration::from_secs(240), "Kafka caught up", || {
         metric("caf_sink_delivered_total{sink=\"kafka\"}") >= in_file as f64
     });
     drop(arrivals);

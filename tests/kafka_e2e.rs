@@ -1,7 +1,9 @@
-//! End to end through Kafka: simulator → daemon binary → tansu broker → a consumer here.
+//! End to end through Kafka: simulator → daemon binary → Apache Kafka (`kafka_support`) → a
+//! consumer here.
 //! Compared with the simulator's ground truth as multisets of `event.id` (the message key):
 //! nothing missing, duplicates only where a SIGKILL made them and none after deduplication
-//! by key; a broker that is down when the daemon starts; alerts in `alerts_topic`.
+//! by key; a broker that is down when the daemon starts; a broker killed with -9 and started
+//! again mid-backfill; alerts in `alerts_topic`.
 
 mod common;
 #[path = "kafka_support/mod.rs"]
@@ -24,15 +26,28 @@ const BATCH: usize = 200;
 
 /// Daemon config: the simulator, a Kafka sink and a file sink ("archive") beside it.
 fn config(scratch: &Scratch, url: &str, brokers: &str) -> std::path::PathBuf {
-    config_with_metrics(scratch, url, brokers, "")
+    config_toml(scratch, url, brokers, "", 5)
 }
 
-/// [`config`], with `/metrics` on `listen` ("" for none).
+/// [`config`] with `/metrics` on a free port, and librdkafka's `linger.ms`; and the port.
 fn config_with_metrics(
     scratch: &Scratch,
     url: &str,
     brokers: &str,
+    linger_ms: u64,
+) -> (std::path::PathBuf, u16) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    (config_toml(scratch, url, brokers, &listen, linger_ms), port)
+}
+
+/// The daemon's config file: `/metrics` on `listen` ("" for none).
+fn config_toml(
+    scratch: &Scratch,
+    url: &str,
+    brokers: &str,
     listen: &str,
+    linger_ms: u64,
 ) -> std::path::PathBuf {
     scratch.config(&format!(
         r#"{source}
@@ -56,7 +71,7 @@ delivery_timeout = "3s"
 batch_max_events = {BATCH}
 max_backoff = "1s"
 [sink.librdkafka]
-"linger.ms" = "5"
+"linger.ms" = "{linger_ms}"
 "socket.keepalive.enable" = true
 
 [server]
@@ -106,6 +121,23 @@ fn wait_for(scratch: &Scratch, limit: Duration, what: &str, mut f: impl FnMut() 
     }
 }
 
+/// Stop the daemon (SIGTERM, a clean exit), then run it once: whatever the poller queued
+/// since (its own searches) goes out too.
+fn stop_then_drain(daemon: DaemonProcess, cfg: &std::path::Path, scratch: &Scratch) {
+    let (status, _) = daemon.terminate();
+    assert!(
+        status.success(),
+        "daemon exit: {status}\n{}",
+        scratch.logs()
+    );
+    run_once(cfg);
+}
+
+/// The simulator's history as it is now, as event ids.
+fn history(c: &Confluence) -> BTreeMap<String, usize> {
+    expected_ids(API, c.sim.ground_truth(API).iter().map(String::as_str))
+}
+
 fn deduped(m: &BTreeMap<String, usize>) -> BTreeMap<String, usize> {
     m.keys().map(|k| (k.clone(), 1)).collect()
 }
@@ -140,7 +172,9 @@ fn check_messages(events: &[Received], alerts: &[Received]) {
 fn every_event_arrives_once_keyed_and_alerts_in_their_topic() {
     let c = Confluence::with_history(SimConfig::default(), 3000);
     let scratch = Scratch::new();
-    let broker = Broker::start(scratch.dir.path());
+    let Some(broker) = Broker::start(scratch.dir.path()) else {
+        return;
+    };
     let cfg = config(&scratch, &c.url, &broker.address());
     run_once(&cfg);
 
@@ -171,17 +205,13 @@ fn every_event_arrives_once_keyed_and_alerts_in_their_topic() {
 fn broker_down_at_start_events_wait_and_arrive_when_it_is_up() {
     let c = Confluence::with_history(SimConfig::default(), 2000);
     let scratch = Scratch::new();
-    let mut broker = Broker::start(scratch.dir.path());
+    let Some(mut broker) = Broker::start(scratch.dir.path()) else {
+        return;
+    };
     broker.down();
-    let port = free_port();
-    let cfg = config_with_metrics(
-        &scratch,
-        &c.url,
-        &broker.address(),
-        &format!("127.0.0.1:{port}"),
-    );
+    let (cfg, port) = config_with_metrics(&scratch, &c.url, &broker.address(), 5);
     // The history as it is now; the poller's own searches add records as it runs.
-    let history = expected_ids(API, c.sim.ground_truth(API).iter().map(String::as_str));
+    let history = history(&c);
     let contains_history =
         |got: &BTreeMap<String, usize>| history.keys().all(|k| got.contains_key(k));
     let daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
@@ -202,18 +232,11 @@ fn broker_down_at_start_events_wait_and_arrive_when_it_is_up() {
     let history_size = history.values().sum::<usize>() as f64;
     wait_for(
         &scratch,
-        Duration::from_secs(90),
+        Duration::from_secs(240),
         "the history delivered to Kafka",
         || scrape(port, "caf_sink_delivered_total{sink=\"kafka\"}").unwrap_or(0.0) >= history_size,
     );
-    let (status, _) = daemon.terminate();
-    assert!(
-        status.success(),
-        "daemon exit: {status}\n{}",
-        scratch.logs()
-    );
-    // Whatever the poller queued since (its own searches) goes out too.
-    run_once(&cfg);
+    stop_then_drain(daemon, &cfg, &scratch);
 
     let want = expected(&c, &scratch);
     let (events, alerts, got) = read_both(&broker.address());
@@ -237,7 +260,9 @@ fn broker_down_at_start_events_wait_and_arrive_when_it_is_up() {
 fn sigkill_mid_run_and_restart_lose_nothing() {
     let c = Confluence::with_history(SimConfig::default(), 6000);
     let scratch = Scratch::new();
-    let broker = Broker::start(scratch.dir.path());
+    let Some(broker) = Broker::start(scratch.dir.path()) else {
+        return;
+    };
     let cfg = config(&scratch, &c.url, &broker.address());
     let arrivals = {
         let _guard = c.rt.enter();
@@ -279,5 +304,67 @@ fn sigkill_mid_run_and_restart_lose_nothing() {
     );
     check_messages(&events, &alerts);
     // The file sink beside it is exact (it is exactly-once across crashes).
+    assert_eq!(ids_in_file(&scratch.path("events.ndjson")), want);
+}
+
+#[test]
+fn broker_kill9_and_restart_mid_backfill_every_event_once_by_key() {
+    let c = Confluence::with_history(SimConfig::default(), 12_000);
+    let scratch = Scratch::new();
+    let Some(mut broker) = Broker::start(scratch.dir.path()) else {
+        return;
+    };
+    // linger.ms = 100: a batch of 200 takes at least 100 ms, so the backfill into Kafka takes
+    // several seconds and the kill lands in the middle of it.
+    let (cfg, port) = config_with_metrics(&scratch, &c.url, &broker.address(), 100);
+    let history = history(&c);
+    let history_size = history.values().sum::<usize>() as f64;
+    let delivered = || scrape(port, "caf_sink_delivered_total{sink=\"kafka\"}").unwrap_or(0.0);
+    let daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
+    wait_for(
+        &scratch,
+        Duration::from_secs(120),
+        "the first batches in Kafka",
+        || delivered() >= 1000.0,
+    );
+    let at_kill = delivered();
+    broker.down();
+    // A few delivery timeouts with the broker gone, then it comes back with its log.
+    std::thread::sleep(Duration::from_secs(4));
+    broker.up();
+    wait_for(
+        &scratch,
+        Duration::from_secs(300),
+        "the history delivered to Kafka after the restart",
+        || delivered() >= history_size,
+    );
+    stop_then_drain(daemon, &cfg, &scratch);
+    eprintln!("broker killed with {at_kill} of {history_size} history events delivered");
+
+    let want = expected(&c, &scratch);
+    let (events, alerts, got) = read_both(&broker.address());
+    assert!(want.values().all(|&n| n == 1), "event ids are unique");
+    assert!(
+        deduped(&want) == deduped(&got),
+        "after dedupe by key: {}\nlogs:\n{}",
+        diff(&deduped(&want), &deduped(&got)),
+        scratch.logs()
+    );
+    // A batch in flight when the broker died may have been written before the kill and sent
+    // again after it: at most the batches the producer had in flight, never more.
+    let duplicates: usize = got.values().map(|n| n - 1).sum();
+    eprintln!("{duplicates} duplicates after the broker's kill -9");
+    assert!(
+        duplicates <= 5 * BATCH,
+        "{duplicates} duplicates from one broker kill"
+    );
+    check_messages(&events, &alerts);
+    let logs = std::fs::read_to_string(scratch.path("daemon.log")).unwrap();
+    assert!(
+        logs.contains("delivery failed"),
+        "the kill was never felt (was the backfill already over?):\n{}",
+        scratch.logs()
+    );
+    // The file sink beside it never noticed.
     assert_eq!(ids_in_file(&scratch.path("events.ndjson")), want);
 }

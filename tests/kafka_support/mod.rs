@@ -1,15 +1,16 @@
-//! Test support for the Kafka sink: a real Kafka-protocol broker (tansu) as a child process
-//! on a free loopback port, and a consumer that reads a whole topic back.
+//! Test support for the Kafka sink: a real Apache Kafka (KRaft, one node) started through
+//! `tests/servers/run.sh` from Maven Central jars, and a consumer that reads a whole topic back.
 //!
-//! The broker keeps its data in memory: a restart loses what it had, which the tests that
-//! restart it take into account. Without the `tansu` binary (`TANSU_BIN` or on `PATH`) the
-//! tests fail and say how to install it: CI must run them, never skip them.
+//! Every test gets a broker of its own, in its own directory: nextest runs each test in a
+//! process of its own, and several tests kill the broker (`kill -9`) and start it again, which
+//! keeps its data and its port. The broker is stopped when the test's [`Broker`] is dropped.
+//! With `CAF_NO_REAL_SERVERS=1` the tests skip, loudly; otherwise a broker that cannot start
+//! fails the test: CI must run them, never skip them.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -19,119 +20,139 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 
-/// Where the `tansu` binary is.
-pub fn tansu_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("TANSU_BIN") {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "TANSU_BIN={} is not a file", p.display());
-        return p;
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join("tansu");
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let cargo_bin = home.join(".cargo/bin/tansu");
-    if cargo_bin.is_file() {
-        return cargo_bin;
-    }
-    panic!(
-        "the Kafka sink tests need the tansu broker: `cargo install tansu --locked --features dynostore`, \
-         then put it on PATH or set TANSU_BIN"
-    );
+/// `tests/servers/run.sh`.
+fn run_sh() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/run.sh")
 }
 
-/// A free loopback port (there is a small window before the broker binds it).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
+/// True (after saying so on stderr) when real servers are switched off.
+pub fn skip(test: &str) -> bool {
+    if std::env::var_os("CAF_NO_REAL_SERVERS").is_some_and(|v| v == "1") {
+        eprintln!(
+            "\n!!! SKIPPED {test}: CAF_NO_REAL_SERVERS=1, so no real Kafka; this test checked nothing !!!\n"
+        );
+        return true;
+    }
+    false
 }
 
-/// A tansu broker on `127.0.0.1:port`; killed on drop.
+/// A real Kafka broker in `dir`; stopped on drop.
 pub struct Broker {
-    pub port: u16,
-    child: Option<Child>,
-    log: PathBuf,
+    dir: PathBuf,
+    address: String,
+    env: Vec<(String, String)>,
+    running: bool,
 }
 
 impl Broker {
-    /// Start a broker on a free port and wait until it accepts connections.
-    pub fn start(log_dir: &std::path::Path) -> Broker {
+    /// Start a broker with its data and logs in `parent/kafka`, or `None` (the test skips)
+    /// when `CAF_NO_REAL_SERVERS=1`.
+    pub fn start(parent: &Path) -> Option<Broker> {
+        Broker::start_with(parent, &[])
+    }
+
+    /// [`Broker::start`] with settings for `tests/servers/kafka.sh` (`CAF_KAFKA_…`).
+    pub fn start_with(parent: &Path, env: &[(&str, &str)]) -> Option<Broker> {
+        let thread = std::thread::current();
+        if skip(thread.name().unwrap_or("a Kafka test")) {
+            return None;
+        }
+        let dir = parent.join("kafka");
+        std::fs::create_dir_all(&dir).expect("broker dir");
         let mut b = Broker {
-            port: free_port(),
-            child: None,
-            log: log_dir.join("tansu.log"),
+            dir,
+            address: String::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            running: false,
         };
         b.up();
-        b
+        Some(b)
     }
 
     /// `host:port` for `brokers`.
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.address.clone()
     }
 
-    /// (Re)start on the same port; an empty broker (memory storage).
+    /// `host:port` of its SASL_SSL listener (started with `CAF_KAFKA_SASL_SSL_PEM`).
+    pub fn sasl_ssl_address(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sasl_ssl_address"))
+            .expect("a SASL_SSL listener")
+            .trim()
+            .to_owned()
+    }
+
+    /// Where its data and logs are.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn run(&self, action: &str) -> std::process::Output {
+        let mut cmd = Command::new("bash");
+        cmd.arg(run_sh())
+            .args([action, "kafka"])
+            .env("CAF_KAFKA_DIR", &self.dir)
+            // Stopped even if this test process is killed before its `Drop` runs.
+            .env("CAF_KAFKA_OWNER_PID", std::process::id().to_string())
+            .stdin(Stdio::null());
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.output().expect("run tests/servers/run.sh")
+    }
+
+    /// (Re)start it: the same port, and what it had before it was killed.
     pub fn up(&mut self) {
-        assert!(self.child.is_none(), "broker already running");
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open broker log");
-        let child = Command::new(tansu_bin())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn tansu");
-        self.child = Some(child);
-        let addr: SocketAddr = self.address().parse().unwrap();
+        assert!(!self.running, "broker already running");
+        let out = self.run("start");
+        assert!(
+            out.status.success(),
+            "tests/servers/run.sh start kafka failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+        let address = stdout.lines().last().expect("an address").trim().to_owned();
+        assert!(
+            self.address.is_empty() || self.address == address,
+            "restarted on {address}, was {}",
+            self.address
+        );
+        self.address = address;
+        self.running = true;
+    }
+
+    /// Kill it (SIGKILL): clients see a dead broker; its log keeps what it had written.
+    pub fn down(&mut self) {
+        if !self.running {
+            return;
+        }
+        self.running = false;
+        let pid = std::fs::read_to_string(self.dir.join("pid")).expect("pid file");
+        let pid = pid.trim();
+        let _ = Command::new("kill").args(["-9", pid]).status();
+        // Gone, or a zombie waiting to be reaped: either way it serves nothing.
+        let stat = format!("/proc/{pid}/stat");
         let started = Instant::now();
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
-                panic!(
-                    "tansu exited with {status}: {}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
+        while std::fs::read_to_string(&stat)
+            .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| !r.starts_with('Z')))
+        {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
-                "tansu did not listen on {addr} within 30s"
+                "pid {pid} survived kill -9"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// Stop it (SIGKILL): what it held is gone, clients see a dead broker.
-    pub fn down(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let _ = std::fs::remove_file(self.dir.join("pid"));
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.down();
+        self.running = false;
+        let _ = self.run("stop");
     }
 }
 

@@ -8,7 +8,7 @@
 //! once with how many were held back.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -18,17 +18,42 @@ use rdkafka::error::KafkaError;
 /// How long an identical report stays quiet after it was logged.
 pub const REPEAT_EVERY: Duration = Duration::from_secs(60);
 
+/// The last authentication failure a sink's clients reported, shared by the sink and the
+/// contexts of its clients. Refused credentials reach librdkafka's client-level error
+/// callback, never a message's delivery report (messages just time out), so without this a
+/// wrong password would be reported as a timeout.
+#[derive(Debug, Clone, Default)]
+pub struct AuthFailure(Arc<Mutex<Option<String>>>);
+
+impl AuthFailure {
+    /// The broker's reason, if the last connection attempt was refused for credentials.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, reason: Option<String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+    }
+
+    /// Something got through: the credentials are good (now).
+    pub fn clear(&self) {
+        self.set(None)
+    }
+}
+
 /// The context of every librdkafka client a Kafka sink creates.
 pub struct SinkContext {
     sink: String,
     repeats: Mutex<Repeats>,
+    auth: AuthFailure,
 }
 
 impl SinkContext {
-    pub fn new(sink: &str) -> SinkContext {
+    pub fn new(sink: &str, auth: AuthFailure) -> SinkContext {
         SinkContext {
             sink: sink.to_owned(),
             repeats: Mutex::new(Repeats::new(REPEAT_EVERY)),
+            auth,
         }
     }
 
@@ -63,6 +88,13 @@ impl ClientContext for SinkContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(C::Authentication | C::SaslAuthenticationFailed)
+        ) {
+            self.auth.set(Some(format!("{error}: {reason}")));
+        }
         let key = match error.rdkafka_error_code() {
             Some(code) => format!("error {code:?}"),
             None => format!("error {error}"),

@@ -18,7 +18,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::config::KafkaConfig;
-use super::context::SinkContext;
+use super::context::{AuthFailure, SinkContext};
 use super::encoder::EventHeaders;
 use crate::sink::{BatchOutcome, Delivery, QueuedEvent, Sink, SinkError};
 
@@ -29,6 +29,7 @@ pub struct KafkaSink {
     name: String,
     cfg: KafkaConfig,
     producer: Option<FutureProducer<SinkContext>>,
+    auth: AuthFailure,
 }
 
 /// What one delivery report (or a refused enqueue) means for the event.
@@ -54,6 +55,7 @@ impl KafkaSink {
             name,
             cfg,
             producer: None,
+            auth: AuthFailure::default(),
         })
     }
 
@@ -73,7 +75,7 @@ impl KafkaSink {
             .client_config()
             .map_err(|(k, p)| SinkError::new("config", format!("{k}: {p}")))?;
         let producer: FutureProducer<SinkContext> = client
-            .create_with_context(SinkContext::new(&self.name))
+            .create_with_context(SinkContext::new(&self.name, self.auth.clone()))
             .map_err(|e| SinkError::new("config", format!("cannot create producer: {e}")))?;
         self.producer = Some(producer.clone());
         Ok(producer)
@@ -91,7 +93,7 @@ impl KafkaSink {
             .client_config()
             .map_err(|(k, p)| SinkError::new("config", format!("{k}: {p}")))?;
         let admin: AdminClient<SinkContext> = client
-            .create_with_context(SinkContext::new(&self.name))
+            .create_with_context(SinkContext::new(&self.name, self.auth.clone()))
             .map_err(|e| SinkError::new("config", format!("cannot create admin client: {e}")))?;
         let new: Vec<NewTopic> = self
             .topics()
@@ -241,11 +243,18 @@ impl Sink for KafkaSink {
         })
         .await
         .map_err(|e| SinkError::new("connect", format!("metadata task: {e}")))?
-        .map_err(|e| {
-            SinkError::new(
+        .map_err(|e| match self.auth.get() {
+            Some(reason) => SinkError::new(
+                "auth",
+                format!(
+                    "brokers {} refused the credentials: {reason}",
+                    self.cfg.brokers
+                ),
+            ),
+            None => SinkError::new(
                 "connect",
                 format!("cannot reach brokers {}: {e}", self.cfg.brokers),
-            )
+            ),
         })?;
         if self.cfg.create_topic {
             self.create_topics().await?;
@@ -292,12 +301,21 @@ impl Sink for KafkaSink {
             .iter()
             .filter(|r| !matches!(r, Report::Retry { .. }))
             .count();
+        if reports.contains(&Report::Delivered) {
+            self.auth.clear();
+        }
         // Nothing got through and nothing was refused: the broker (or the way to it) is
-        // the problem, not the events. Say so as a batch failure, labelled for metrics.
+        // the problem, not the events. Say so as a batch failure, labelled for metrics;
+        // refused credentials as such, not as the timeouts they end in.
         if delivered == 0
             && let Some(Report::Retry { kind, reason }) = reports.first()
         {
-            return Err(SinkError::new(kind, reason.clone()));
+            return Err(match self.auth.get() {
+                Some(auth) if matches!(*kind, "timeout" | "connect" | "broker") => {
+                    SinkError::new("auth", format!("{auth} (then: {reason})"))
+                }
+                _ => SinkError::new(kind, reason.clone()),
+            });
         }
         let results = reports
             .into_iter()
