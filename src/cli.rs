@@ -13,6 +13,7 @@ use crate::config::{self, Config, LogFormat};
 use crate::daemon::Daemon;
 use crate::lifecycle::Exit;
 use crate::normalize::{self, Api, NormalizeOptions};
+use crate::state::NewState;
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,11 @@ enum Command {
         /// How long sinks may drain on shutdown.
         #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
         drain_timeout: Duration,
+        /// Start over deliberately with a state store that is missing, emptied or replaced,
+        /// although a sink's destination holds earlier deliveries (they are kept; new ones are
+        /// appended). Without it the daemon refuses to start (exit code 3).
+        #[arg(long)]
+        accept_new_state: bool,
     },
     /// One full poll cycle of every source, drain every sink, exit (cron, tests).
     Once {
@@ -42,6 +48,11 @@ enum Command {
         /// How long sinks may take to drain before `once` gives up (events stay queued).
         #[arg(long, default_value = "60s", value_parser = config::parse_duration)]
         drain_timeout: Duration,
+        /// Start over deliberately with a state store that is missing, emptied or replaced,
+        /// although a sink's destination holds earlier deliveries (they are kept; new ones are
+        /// appended). Without it the daemon refuses to start (exit code 3).
+        #[arg(long)]
+        accept_new_state: bool,
     },
     /// Validate a configuration file; on error name the file, key and problem.
     CheckConfig {
@@ -95,6 +106,12 @@ enum DlqAction {
     },
 }
 
+/// Exit code: the daemon refused to start because the state store is new to a destination
+/// that holds earlier deliveries (see `--accept-new-state`).
+pub const EXIT_STATE_REFUSED: u8 = 3;
+/// Exit code: the state store file cannot be read (corrupt, not a store).
+pub const EXIT_STATE_UNREADABLE: u8 = 4;
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -102,8 +119,27 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            exit_code_for(&e)
         }
+    }
+}
+
+/// Operators (and service managers) tell a state store problem from other failures by the
+/// exit code: both need a person, so a restart loop does not help.
+fn exit_code_for(e: &anyhow::Error) -> ExitCode {
+    use crate::state::StateError;
+    match e.chain().find_map(|c| c.downcast_ref::<StateError>()) {
+        Some(StateError::Refused(_)) => ExitCode::from(EXIT_STATE_REFUSED),
+        Some(StateError::Unreadable { .. }) => ExitCode::from(EXIT_STATE_UNREADABLE),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+fn new_state(accept: bool) -> NewState {
+    if accept {
+        NewState::Accept
+    } else {
+        NewState::Refuse
     }
 }
 
@@ -122,12 +158,17 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run {
             config,
             drain_timeout,
+            accept_new_state,
         } => {
             let mut cfg = load_with_logging(&config)?;
             let rt = runtime()?;
+            let new_state = new_state(accept_new_state);
             // SIGHUP: drain, re-read the file, start again; a broken file keeps the old one.
-            while rt.block_on(async { Daemon::open(cfg.clone())?.run(drain_timeout).await })?
-                == Exit::Reload
+            while rt.block_on(async {
+                Daemon::open_with(cfg.clone(), new_state)?
+                    .run(drain_timeout)
+                    .await
+            })? == Exit::Reload
             {
                 match Config::load(&config) {
                     Ok(new) => {
@@ -144,10 +185,12 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Once {
             config,
             drain_timeout,
+            accept_new_state,
         } => {
             let cfg = load_with_logging(&config)?;
-            let report =
-                runtime()?.block_on(async { Daemon::open(cfg)?.once(drain_timeout).await })?;
+            let new_state = new_state(accept_new_state);
+            let report = runtime()?
+                .block_on(async { Daemon::open_with(cfg, new_state)?.once(drain_timeout).await })?;
             eprintln!(
                 "once: {} records read, {} new events queued, {} dead letters",
                 report.records_read, report.events_queued, report.dead_letters
