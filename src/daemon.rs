@@ -335,6 +335,7 @@ fn local_destinations(config: &Config) -> Vec<Destination> {
             SinkKind::File { path } => Some(Destination {
                 sink: s.name.clone(),
                 path: path.clone(),
+                checkpoint_covers: |c, p| crate::sink::file::committed_len(c, p).is_some(),
             }),
             _ => None,
         })

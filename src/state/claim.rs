@@ -18,10 +18,13 @@ use super::identity::{self, Found, StoreIdentity};
 use super::{STORE_FILE, StateError, Store};
 
 /// A file on this machine that a sink appends to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Destination {
     pub sink: String,
     pub path: PathBuf,
+    /// Whether the sink's stored checkpoint measures the file at `path` (the sink owns the
+    /// checkpoint's format; a checkpoint of another path vouches for nothing here).
+    pub checkpoint_covers: fn(checkpoint: &[u8], path: &Path) -> bool,
 }
 
 /// What to do when a destination holds deliveries the store does not know of.
@@ -164,7 +167,7 @@ fn examine(destination: &Destination, store: Option<&Store>) -> Result<Option<St
         None => None,
     };
     // Unclaimed but checkpointed: written by a version from before claims. Claimed from now.
-    if checkpoint.is_some() {
+    if checkpoint.is_some_and(|c| (destination.checkpoint_covers)(&c, path)) {
         return Ok(None);
     }
     let len = match std::fs::metadata(path) {

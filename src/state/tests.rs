@@ -228,6 +228,10 @@ fn file_sink(dir: &Path) -> Vec<Destination> {
     vec![Destination {
         sink: "a".into(),
         path: dir.join("out/events.ndjson"),
+        // The file sink's format, in short: 8 bytes of length, then the path it measures.
+        checkpoint_covers: |c, p| {
+            c.len() == 8 || c.get(8..) == Some(p.as_os_str().as_encoded_bytes())
+        },
     }]
 }
 
@@ -400,6 +404,20 @@ fn a_store_from_before_claims_keeps_its_destinations() {
     std::fs::write(&dests[0].path, "line\n").unwrap();
     let store = open_checked(&state, &sinks(), &dests, NewState::Refuse).unwrap();
     assert!(claim_path(&dests[0].path).exists());
+    // The sink delivers: its checkpoint now names its file.
+    let mut named = 10u64.to_le_bytes().to_vec();
+    named.extend_from_slice(dests[0].path.as_os_str().as_encoded_bytes());
+    store.ack("a", &[], &[], Some(&named)).unwrap();
+    drop(store);
+    // The sink's path changed to a file with content: the old checkpoint vouches for nothing.
+    let mut moved = dests.clone();
+    moved[0].path = dir.path().join("out/other.ndjson");
+    std::fs::write(&moved[0].path, "not ours\n").unwrap();
+    assert!(matches!(
+        open_checked(&state, &sinks(), &moved, NewState::Refuse),
+        Err(StateError::Refused(_))
+    ));
+    let store = open_checked(&state, &sinks(), &dests, NewState::Refuse).unwrap();
     assert!(
         std::fs::read_to_string(claim_path(&dests[0].path))
             .unwrap()
