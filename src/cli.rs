@@ -363,7 +363,16 @@ fn dlq(action: DlqAction) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The existing store (`dlq` never creates one: a new store would later be taken for a
+/// replaced one).
 fn open_store(cfg: &Config) -> anyhow::Result<crate::state::Store> {
+    let path = cfg.state.dir.join(crate::state::STORE_FILE);
+    if crate::state::inspect(&path)? != crate::state::Found::Present {
+        anyhow::bail!(
+            "{}: no state store here (missing or empty); nothing to show or replay",
+            path.display()
+        );
+    }
     let names: Vec<String> = cfg.sink.iter().map(|s| s.name.clone()).collect();
     crate::state::Store::open(&cfg.state.dir, &names).with_context(|| {
         format!(
