@@ -38,7 +38,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Open the state store and get ready; starts nothing yet. Refuses to start when a
-    /// destination holds deliveries the store does not know of (see [`crate::state::claim`]).
+    /// destination holds deliveries the store does not know of (see [`open_checked`]).
     pub fn open(config: Config) -> anyhow::Result<Daemon> {
         Self::open_with(config, NewState::Refuse)
     }
@@ -157,7 +157,9 @@ impl Daemon {
         if let Some(w) = watchdog {
             w.abort();
         }
+        // Its store handle must be gone before a reload opens the store again.
         store_check.abort();
+        let _ = store_check.await;
         tracing::info!(
             ?exit,
             ?drain_timeout,

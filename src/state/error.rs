@@ -31,7 +31,7 @@ pub enum StateError {
         problem: String,
         advice: String,
     },
-    /// A destination holds deliveries this store does not know of (see [`claim`]).
+    /// A destination holds deliveries this store does not know of (see [`super::open_checked`]).
     #[error("{0}")]
     Refused(Box<Refusal>),
     #[error("claim file {path}: {source}")]

@@ -7,8 +7,8 @@
 //! enqueued for every sink and the cursor moves past them in one ACID transaction. A crash
 //! before that commit re-reads the window; after it, nothing needs the source again.
 //!
-//! The store knows itself: it has an identity created with it ([`identity`]), and every
-//! local destination records which store writes it ([`claim`]), so a store that is missing,
+//! The store knows itself: it has an identity created with it (`identity.rs`), and every
+//! local destination records which store writes it (`claim.rs`), so a store that is missing,
 //! emptied or replaced is noticed before it delivers again what a destination already holds,
 //! and a store file deleted under a running daemon is noticed too ([`Store::check_file`]).
 //!
