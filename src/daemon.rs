@@ -198,7 +198,7 @@ impl Daemon {
                 .collect(),
             sinks: self.sinks.clone(),
             sink_failure_grace: self.config.server.sink_failure_grace,
-            store: self.store.clone(),
+            store_file: self.store.file_watch(),
             started: std::time::Instant::now(),
         });
         let (local, task) = crate::server::serve(addr, health)

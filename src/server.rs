@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::metrics::Metrics;
 use crate::sink::worker::SinkStatus;
 use crate::source::SourceStatus;
-use crate::state::Store;
+use crate::state::FileWatch;
 
 /// What the endpoints look at.
 pub struct Health {
@@ -30,7 +30,7 @@ pub struct Health {
     /// A sink failing for longer than this makes the daemon unready.
     pub sink_failure_grace: Duration,
     /// A store whose file was deleted or replaced makes the daemon unready.
-    pub store: Store,
+    pub store_file: Arc<FileWatch>,
     pub started: Instant,
 }
 
@@ -41,7 +41,7 @@ impl Health {
     /// the reasons it is not.
     pub fn unready_reasons(&self) -> Vec<String> {
         let mut reasons = Vec::new();
-        if let Some(lost) = self.store.lost() {
+        if let Some(lost) = self.store_file.lost() {
             reasons.push(format!(
                 "state store: {lost}; everything it holds is lost when the daemon stops"
             ));

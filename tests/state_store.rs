@@ -208,3 +208,38 @@ fn a_store_deleted_while_running_fails_readiness_and_is_logged() {
     let out = once(&cfg, &[]);
     assert_refused(&out, &scratch, &before, "does not exist");
 }
+
+#[test]
+fn a_reload_reopens_the_same_store_and_its_claims() {
+    let c = Confluence::with_history(SimConfig::default(), 100);
+    let scratch = Scratch::new();
+    let port = free_port();
+    let cfg = config(&scratch, &c.url, &format!("127.0.0.1:{port}"));
+    let daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    wait_until(Duration::from_secs(60), "ready and delivered", || {
+        http_get(&readyz).0 == 200 && ids_in_file(&scratch.path("events.ndjson")).len() >= 100
+    });
+    let pid = daemon.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let logs = || std::fs::read_to_string(scratch.path("daemon.log")).unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "reloaded and running again",
+        || logs().contains("configuration reloaded") && logs().matches("running").count() >= 2,
+    );
+    wait_until(Duration::from_secs(30), "ready again", || {
+        http_get(&readyz).0 == 200
+    });
+    let (status, _) = daemon.terminate();
+    assert!(status.success(), "{}", scratch.logs());
+    let want = c.expected(Api::Legacy, i64::MAX);
+    let got = ids_in_file(&scratch.path("events.ndjson"));
+    assert!(got == want, "{}", diff(&want, &got));
+}

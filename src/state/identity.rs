@@ -13,6 +13,7 @@
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
@@ -218,6 +219,23 @@ pub(super) fn ensure_identity(tx: &WriteTransaction) -> Result<(StoreIdentity, b
     Ok((identity, true))
 }
 
+/// Whether the store file is still at its path, as last checked.
+#[derive(Debug, Default)]
+pub struct FileWatch {
+    lost: Mutex<Option<String>>,
+}
+
+impl FileWatch {
+    /// Why the store file is no longer at its path, once [`Store::check_file`] noticed.
+    pub fn lost(&self) -> Option<String> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.lost.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Which file a path names (device, inode), to notice it being deleted or replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct FileId {
@@ -283,10 +301,10 @@ impl Store {
 
     /// Check that the store file is still at its path. If it was deleted or replaced, the
     /// open store goes on working but nothing it holds survives the process: the first time,
-    /// log an error; from then on [`Store::lost`] says why (readiness fails).
+    /// log an error; from then on [`FileWatch::lost`] says why (readiness fails).
     pub fn check_file(&self) {
         if let Err(reason) = check_still_there(&self.inner.path, self.inner.file) {
-            let mut lost = self.inner.lost.lock().unwrap_or_else(|p| p.into_inner());
+            let mut lost = self.inner.file_watch.lock();
             if lost.is_none() {
                 tracing::error!(%reason, "the state store file is gone: delivery goes on, but cursors, queues and checkpoints are lost when the daemon stops; restore the file or expect a refusal to start (see --accept-new-state)");
                 *lost = Some(reason);
@@ -294,12 +312,9 @@ impl Store {
         }
     }
 
-    /// Why the store file is no longer at its path, once [`Store::check_file`] noticed.
-    pub fn lost(&self) -> Option<String> {
-        self.inner
-            .lost
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// What [`Store::check_file`] found, for `/readyz`; holding it does not hold the store
+    /// open (a reload reopens the store while the old server may still be finishing).
+    pub fn file_watch(&self) -> Arc<FileWatch> {
+        self.inner.file_watch.clone()
     }
 }

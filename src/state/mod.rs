@@ -42,7 +42,7 @@ use crate::normalize::ContentHash;
 
 pub use claim::{Destination, NewState, Refusal, claim_path, open_checked};
 pub use error::StateError;
-pub use identity::{FILE_CHECK_EVERY, Found, StoreIdentity, inspect};
+pub use identity::{FILE_CHECK_EVERY, FileWatch, Found, StoreIdentity, inspect};
 pub use queue::{DeadLetter, QueueStats, QueuedEvent};
 
 /// The store's file name inside `state.dir`.
@@ -135,7 +135,7 @@ struct Inner {
     /// Set once an I/O error broke the store; see [`Store::failed`].
     failed: std::sync::Mutex<Option<String>>,
     /// Set once the store file left its path; see [`Store::check_file`].
-    lost: std::sync::Mutex<Option<String>>,
+    file_watch: Arc<FileWatch>,
     failed_notify: tokio::sync::Notify,
     sync: Mutex<SyncState>,
 }
@@ -202,7 +202,7 @@ impl Store {
                 file,
                 sinks: sinks.to_vec(),
                 failed: std::sync::Mutex::new(None),
-                lost: std::sync::Mutex::new(None),
+                file_watch: Arc::default(),
                 failed_notify: tokio::sync::Notify::new(),
                 sync: Mutex::new(SyncState {
                     last_durable: Instant::now(),

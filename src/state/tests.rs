@@ -430,10 +430,10 @@ fn a_store_file_deleted_or_replaced_under_an_open_store_is_noticed() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &sinks()).unwrap();
     store.check_file();
-    assert_eq!(store.lost(), None);
+    assert_eq!(store.file_watch().lost(), None);
     std::fs::remove_file(store.path()).unwrap();
     store.check_file();
-    let reason = store.lost().expect("deletion noticed");
+    let reason = store.file_watch().lost().expect("deletion noticed");
     assert!(reason.contains("deleted"), "{reason}");
     // The open store still works: delivery goes on until the daemon stops.
     store.ack("a", &[], &[], Some(b"1")).unwrap();
@@ -443,5 +443,5 @@ fn a_store_file_deleted_or_replaced_under_an_open_store_is_noticed() {
     std::fs::rename(store.path(), other.path().join("moved")).unwrap();
     std::fs::write(store.path(), b"").unwrap();
     store.check_file();
-    assert!(store.lost().unwrap().contains("replaced"));
+    assert!(store.file_watch().lost().unwrap().contains("replaced"));
 }
