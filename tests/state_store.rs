@@ -172,17 +172,37 @@ fn random_bytes_in_the_store_are_a_clean_error_with_exit_code_4() {
     assert!(!scratch.path("events.ndjson").exists());
 }
 
+/// A daemon with `/readyz` on, ready and done delivering the first `n` events.
+struct Running {
+    cfg: PathBuf,
+    daemon: DaemonProcess,
+    readyz: String,
+}
+
+fn running(c: &Confluence, scratch: &Scratch, n: usize) -> Running {
+    let port = free_port();
+    let cfg = config(scratch, &c.url, &format!("127.0.0.1:{port}"));
+    let daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    wait_until(Duration::from_secs(60), "ready and delivered", || {
+        http_get(&readyz).0 == 200 && ids_in_file(&scratch.path("events.ndjson")).len() >= n
+    });
+    Running {
+        cfg,
+        daemon,
+        readyz,
+    }
+}
+
 #[test]
 fn a_store_deleted_while_running_fails_readiness_and_is_logged() {
     let c = Confluence::with_history(SimConfig::default(), 100);
     let scratch = Scratch::new();
-    let port = free_port();
-    let cfg = config(&scratch, &c.url, &format!("127.0.0.1:{port}"));
-    let daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
-    let readyz = format!("http://127.0.0.1:{port}/readyz");
-    wait_until(Duration::from_secs(60), "ready and delivered", || {
-        http_get(&readyz).0 == 200 && ids_in_file(&scratch.path("events.ndjson")).len() >= 100
-    });
+    let Running {
+        cfg,
+        daemon,
+        readyz,
+    } = running(&c, &scratch, 100);
 
     std::fs::remove_file(store_file(&scratch)).unwrap();
     let mut body = String::new();
@@ -213,13 +233,8 @@ fn a_store_deleted_while_running_fails_readiness_and_is_logged() {
 fn a_reload_reopens_the_same_store_and_its_claims() {
     let c = Confluence::with_history(SimConfig::default(), 100);
     let scratch = Scratch::new();
-    let port = free_port();
-    let cfg = config(&scratch, &c.url, &format!("127.0.0.1:{port}"));
-    let daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
-    let readyz = format!("http://127.0.0.1:{port}/readyz");
-    wait_until(Duration::from_secs(60), "ready and delivered", || {
-        http_get(&readyz).0 == 200 && ids_in_file(&scratch.path("events.ndjson")).len() >= 100
-    });
+    let run = running(&c, &scratch, 100);
+    let (daemon, readyz) = (run.daemon, run.readyz);
     let pid = daemon.child.id().to_string();
     assert!(
         Command::new("kill")
