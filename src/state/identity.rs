@@ -245,31 +245,35 @@ pub(super) struct FileId {
 
 impl FileId {
     pub(super) fn of(path: &Path) -> std::io::Result<FileId> {
-        let meta = std::fs::metadata(path)?;
-        Ok(FileId {
-            dev: meta.dev(),
-            ino: meta.ino(),
-        })
+        std::fs::metadata(path).map(|m| FileId::from(&m))
     }
 }
 
-/// Whether the file the store was opened from is still at its path: `Err` says what
-/// happened to it. The open store keeps working on a deleted file, but nothing it holds
-/// survives the process.
-pub(super) fn check_still_there(path: &Path, opened: FileId) -> Result<(), String> {
-    match FileId::of(path) {
-        Ok(now) if now == opened => Ok(()),
-        Ok(_) => Err(format!(
-            "{} was replaced by another file while the daemon runs",
-            path.display()
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
-            "{} was deleted while the daemon runs",
-            path.display()
-        )),
-        // Cannot tell (permissions, a transient error): no alarm on a guess.
-        Err(_) => Ok(()),
+impl From<&std::fs::Metadata> for FileId {
+    fn from(meta: &std::fs::Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
     }
+}
+
+/// Whether the file the store was opened from is still at its path, and not emptied (redb
+/// never leaves its file empty): `Err` says what happened to it. The open store keeps working
+/// on a deleted file, but nothing it holds survives the process.
+pub(super) fn check_still_there(path: &Path, opened: FileId) -> Result<(), String> {
+    let happened = match std::fs::metadata(path) {
+        Ok(m) if FileId::from(&m) != opened => "was replaced by another file",
+        Ok(m) if m.len() == 0 => "was emptied (0 bytes)",
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "was deleted",
+        // Cannot tell (permissions, a transient error): no alarm on a guess.
+        Err(_) => return Ok(()),
+    };
+    Err(format!(
+        "{} {happened} while the daemon runs",
+        path.display()
+    ))
 }
 
 /// The recovery steps for an unreadable store, for error messages.

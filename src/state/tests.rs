@@ -438,6 +438,17 @@ fn a_store_file_deleted_or_replaced_under_an_open_store_is_noticed() {
     // The open store still works: delivery goes on until the daemon stops.
     store.ack("a", &[], &[], Some(b"1")).unwrap();
 
+    let emptied = tempfile::tempdir().unwrap();
+    let store = Store::open(emptied.path(), &sinks()).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(store.path())
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    store.check_file();
+    assert!(store.file_watch().lost().unwrap().contains("emptied"));
+
     let other = tempfile::tempdir().unwrap();
     let store = Store::open(other.path(), &sinks()).unwrap();
     std::fs::rename(store.path(), other.path().join("moved")).unwrap();
