@@ -388,6 +388,15 @@ fn an_emptied_or_replaced_store_is_refused_while_the_same_store_is_not() {
     // The original put back: fine again.
     std::fs::write(&path, &saved).unwrap();
     drop(open_checked(&state, &sinks(), &dests, NewState::Refuse).unwrap());
+
+    // The output moved away with its claim, the store emptied: a clean start, no flag.
+    let aside = dir.path().join("aside");
+    std::fs::create_dir(&aside).unwrap();
+    std::fs::rename(&dests[0].path, aside.join("events.ndjson")).unwrap();
+    std::fs::rename(claim_path(&dests[0].path), aside.join("claim")).unwrap();
+    std::fs::write(&path, b"").unwrap();
+    let store = open_checked(&state, &sinks(), &dests, NewState::Refuse).unwrap();
+    assert_ne!(store.identity().id, first_id);
 }
 
 #[test]
