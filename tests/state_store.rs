@@ -127,7 +127,7 @@ fn a_replaced_store_is_refused_and_accept_new_state_appends() {
         .clone();
     let out = once(&cfg, &[]);
     assert_refused(&out, &scratch, &before, &other);
-    assert!(stderr(&out).contains("not the one that wrote them"));
+    assert!(stderr(&out).contains(&format!("is store {other}")));
 
     // With the flag the file keeps what it holds and the new store appends after it: every
     // event twice, exactly as the README warns.

@@ -92,7 +92,8 @@ impl std::fmt::Display for Refusal {
 ///
 /// Invariant: a store that is new to a destination (missing, emptied, or another store than
 /// the one whose claim the destination carries) never delivers to it unless the operator said
-/// [`NewState::Accept`]; a refusal changes nothing on disk (a missing store is not created).
+/// [`NewState::Accept`]; a refusal leaves a missing or empty store as it is (nothing is
+/// created) and writes no claim.
 /// On success every destination carries this store's claim.
 pub fn open_checked(
     dir: &Path,
@@ -112,11 +113,7 @@ pub fn open_checked(
     }
     if !conflicts.is_empty() {
         let store = match &existing {
-            Some(s) => format!(
-                "{} is store {}, not the one that wrote them",
-                found.describe(&path),
-                s.identity()
-            ),
+            Some(s) => format!("{} is store {}", found.describe(&path), s.identity()),
             None => found.describe(&path),
         };
         let refusal = Refusal {

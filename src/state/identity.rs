@@ -144,7 +144,8 @@ pub(super) fn open_database(path: &Path) -> Result<Database, StateError> {
     open_and_read(path, false)
 }
 
-/// redb open plus a read of every table, so that a damaged file fails here, not later.
+/// redb open plus a read of its table directory, so that a damaged header or root fails
+/// here rather than in the first transaction.
 fn open_and_read(path: &Path, check_integrity: bool) -> Result<Database, StateError> {
     // redb caches up to 1 GiB by default; the hot data (queue heads, recent counts) is
     // small, and the process must stay small.
