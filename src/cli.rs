@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, Config, LogFormat};
 use crate::daemon::Daemon;
 use crate::lifecycle::Exit;
+use crate::logsafe::RedactingWriter;
 use crate::normalize::{self, Api, NormalizeOptions};
 use crate::state::NewState;
 
@@ -48,6 +49,10 @@ enum Command {
         /// How long sinks may take to drain before `once` gives up (events stay queued).
         #[arg(long, default_value = "60s", value_parser = config::parse_duration)]
         drain_timeout: Duration,
+        /// How long the sources may poll: then `once` stops polling, drains, and exits 1
+        /// naming each source that did not finish (what was queued stays queued).
+        #[arg(long, default_value = "10m", value_parser = config::parse_duration)]
+        timeout: Duration,
         /// Start over deliberately with a state store that is missing, emptied or replaced,
         /// although a sink's destination holds earlier deliveries (they are kept; new ones are
         /// appended). Without it the daemon refuses to start (exit code 3).
@@ -153,6 +158,15 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 cfg.source.len(),
                 cfg.sink.len()
             );
+            for (i, source) in cfg.source.iter().enumerate() {
+                if source.tls.insecure_skip_verify {
+                    println!(
+                        "warning: {}: source[{i}].tls.insecure_skip_verify = true: the certificate of {} is not checked (labs only; use tls.ca_file)",
+                        config.display(),
+                        source.url
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
@@ -185,12 +199,16 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Once {
             config,
             drain_timeout,
+            timeout,
             accept_new_state,
         } => {
             let cfg = load_with_logging(&config)?;
             let new_state = new_state(accept_new_state);
-            let report = runtime()?
-                .block_on(async { Daemon::open_with(cfg, new_state)?.once(drain_timeout).await })?;
+            let report = runtime()?.block_on(async {
+                Daemon::open_with(cfg, new_state)?
+                    .once(timeout, drain_timeout)
+                    .await
+            })?;
             eprintln!(
                 "once: {} records read, {} new events queued, {} dead letters",
                 report.records_read, report.events_queued, report.dead_letters
@@ -246,15 +264,19 @@ fn load_with_logging(path: &Path) -> anyhow::Result<Config> {
 }
 
 /// tracing to stderr (stdout belongs to the stdout sink and `normalize`); `RUST_LOG` wins
-/// over the configured level.
+/// over the configured level. Colour only when stderr is a terminal (a journal or a file
+/// gets plain text), and every line passes [`RedactingWriter`]: no credential the forwarder
+/// sends is ever written, whatever a log statement was given.
 pub fn init_logging(format: LogFormat, level: &str) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(|| RedactingWriter(std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -20,6 +20,13 @@ pub const DEFAULT_PATH: &str = "/etc/confluence-audit-forwarder/config.toml";
 /// Default `state.max_queue_bytes`: 1 GiB.
 pub const DEFAULT_MAX_QUEUE_BYTES: u64 = 1 << 30;
 
+/// Default `source.max_response_bytes`: 64 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 << 20;
+
+/// The longest duration any key accepts (100 years): longer ones are typos, and would
+/// overflow the millisecond arithmetic of windows and cursors.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// A configuration error: which file, which key, what is wrong.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {key}: {problem}")]
@@ -80,6 +87,12 @@ pub struct SourceConfig {
     /// Longest wait between retries of one request.
     #[serde(default = "defaults::max_backoff", deserialize_with = "de_duration")]
     pub max_backoff: Duration,
+    /// How far the server's `Date` may be from the local clock and still be believed.
+    #[serde(default = "defaults::max_clock_skew", deserialize_with = "de_duration")]
+    pub max_clock_skew: Duration,
+    /// Largest response body read, compressed or not; a larger one fails the request.
+    #[serde(default = "defaults::max_response_bytes")]
+    pub max_response_bytes: u64,
     /// Forward the "Audit Log search performed" events the poller itself causes.
     #[serde(default = "defaults::yes")]
     pub forward_self_generated: bool,
@@ -349,6 +362,12 @@ mod defaults {
     pub fn max_backoff() -> Duration {
         Duration::from_secs(60)
     }
+    pub fn max_clock_skew() -> Duration {
+        Duration::from_secs(600)
+    }
+    pub fn max_response_bytes() -> u64 {
+        DEFAULT_MAX_RESPONSE_BYTES
+    }
     pub fn yes() -> bool {
         true
     }
@@ -381,10 +400,14 @@ mod defaults {
     }
 }
 
-/// Parse `"30s"`, `"5m"`, `"1h 30m"`, `"250ms"`.
+/// Parse `"30s"`, `"5m"`, `"1h 30m"`, `"250ms"`; at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration like \"30s\", \"5m\" or \"1h\" ({e})"))
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration like \"30s\", \"5m\" or \"1h\" ({e})"))?;
+    if d > MAX_DURATION {
+        return Err(format!("{s:?} is longer than 100 years"));
+    }
+    Ok(d)
 }
 
 fn de_api<'de, D: Deserializer<'de>>(d: D) -> Result<Api, D::Error> {
@@ -480,6 +503,9 @@ impl Config {
             }
             if s.poll_interval.is_zero() {
                 return Err(err(key("poll_interval"), "must be more than zero"));
+            }
+            if s.max_response_bytes < 1024 {
+                return Err(err(key("max_response_bytes"), "must be at least 1024"));
             }
         }
         let mut names = HashSet::new();
@@ -686,6 +712,18 @@ mod tests {
             Ok(StartAt::Time(1_764_028_800_000))
         );
         assert!("yesterday".parse::<StartAt>().is_err());
+        assert!("-99999999999999h".parse::<StartAt>().is_err());
+    }
+
+    #[test]
+    fn durations_that_would_overflow_are_errors() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        let e = parse_duration("99999999999999h").unwrap_err();
+        assert!(
+            e.contains("99999999999999h") && e.contains("100 years"),
+            "{e}"
+        );
+        assert!(parse_duration("99999999999999999999999h").is_err());
     }
 
     #[test]

@@ -208,25 +208,46 @@ impl Daemon {
         Ok(Some(task))
     }
 
-    /// One full poll cycle of every source, then drain every sink. Errors name what failed;
-    /// anything not delivered stays queued.
-    pub async fn once(mut self, drain_timeout: Duration) -> anyhow::Result<OnceReport> {
+    /// One full poll cycle of every source — stopped when `timeout` runs out — then drain
+    /// every sink for at most `drain_timeout`. Errors name each source and sink that did not
+    /// finish; anything not delivered stays queued, and a stopped poll cycle has committed
+    /// only whole slices (the cursor never passes what is queued).
+    pub async fn once(
+        mut self,
+        timeout: Duration,
+        drain_timeout: Duration,
+    ) -> anyhow::Result<OnceReport> {
         let sources = self.build_sources()?;
         let mut sinks = JoinSet::new();
         self.spawn_sinks(&mut sinks);
         let mut report = OnceReport::default();
+        let deadline = tokio::time::Instant::now() + timeout;
         let polls = futures_util::future::join_all(sources.iter().map(|s| {
             let span = tracing::info_span!("source", source = %s.name());
-            async move { (s.name().to_owned(), s.poll_once().await) }.instrument(span)
+            async move {
+                let polled = tokio::time::timeout_at(deadline, s.poll_once()).await;
+                (s.name().to_owned(), s.status.get().1, polled)
+            }
+            .instrument(span)
         }))
         .await;
-        for (name, r) in polls {
-            match r {
-                Ok(p) => {
+        for (name, last_error, polled) in polls {
+            match polled {
+                Ok(Ok(p)) => {
                     report.records_read += p.records_read;
                     report.events_queued += p.events_new;
                 }
-                Err(e) => report.source_errors.push(format!("source {name:?}: {e}")),
+                Ok(Err(e)) => report.source_errors.push(format!("source {name:?}: {e}")),
+                Err(_) => {
+                    let why = last_error
+                        .map(|e| format!(" (last error: {e})"))
+                        .unwrap_or_default();
+                    tracing::error!(source = %name, ?timeout, "once --timeout ran out: polling stopped");
+                    report.source_errors.push(format!(
+                        "source {name:?}: did not finish within --timeout {}{why}; what it queued stays queued, the rest is read on the next run (see the log for its errors)",
+                        humantime::format_duration(timeout)
+                    ));
+                }
             }
         }
         self.mode_tx.send_replace(RunMode::Drain);

@@ -74,7 +74,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         eprintln!("demo: following new events; Ctrl-C to stop");
         Daemon::open(config)?.run(Duration::from_secs(10)).await?;
     } else {
-        let report = Daemon::open(config)?.once(Duration::from_secs(30)).await?;
+        let report = Daemon::open(config)?
+            .once(Duration::from_secs(600), Duration::from_secs(30))
+            .await?;
         if let Some(e) = report
             .source_errors
             .iter()

@@ -29,6 +29,10 @@
 //! - [`daemon`]: wires sources, state and sink workers together for `run` and `once`.
 //! - [`lifecycle`]: the run/drain/stop mode every task watches, and the signals that change it.
 //! - [`metrics`] and [`server`]: Prometheus metrics, `/healthz` and `/readyz`.
+//! - [`clock`]: time in one place — `now_ms`, the one `Retry-After` parser and its cap, and
+//!   how far a server's `Date` is believed.
+//! - [`logsafe`]: server-supplied text made safe to log, report and serve (control characters
+//!   escaped, length bounded, every credential the forwarder sends redacted).
 //! - [`demo`]: simulator → daemon → stdout and a file, in one command.
 //! - [`cli`]: the command line (`run`, `once`, `check-config`, `normalize`, `simulate`, `demo`,
 //!   `dlq`, `setup`).
@@ -39,10 +43,12 @@
 //! deduplicate the re-deliveries a crash can cause.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod lifecycle;
+pub mod logsafe;
 pub mod metrics;
 pub mod normalize;
 pub mod server;

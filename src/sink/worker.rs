@@ -13,7 +13,9 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::{Notify, watch};
 
 use super::{Delivery, Sink, SinkError};
+use crate::clock;
 use crate::lifecycle::{RunMode, sleep_or_stop, wait_stop};
+use crate::logsafe;
 use crate::metrics::Metrics;
 use crate::state::{Store, blocking};
 
@@ -48,10 +50,12 @@ impl SinkStatus {
             .map(|t| (t, s.last_error.clone().unwrap_or_default()))
     }
 
+    /// Record a failure. Its text may come from the destination: it is made safe here,
+    /// before `/readyz` or `once`'s report shows it.
     fn fail(&self, error: String) {
         let mut s = self.inner.lock().expect("status lock");
         s.failing_since.get_or_insert_with(Instant::now);
-        s.last_error = Some(error);
+        s.last_error = Some(logsafe::clean(&error));
     }
 
     fn ok(&self) {
@@ -115,7 +119,7 @@ pub async fn run<S: Sink>(
                 continue;
             }
         };
-        match sink.open(checkpoint).await {
+        match sink.open(checkpoint).await.map_err(made_safe) {
             Ok(initial) => {
                 if let Some(cp) = initial {
                     let stored = blocking(&ctx.store, {
@@ -207,7 +211,7 @@ pub async fn run<S: Sink>(
             r = sink.deliver(&batch) => r,
             _ = wait_stop(&mut mode) => return,
         };
-        match outcome {
+        match outcome.map_err(made_safe) {
             Ok(outcome) => {
                 let mut delivered = Vec::new();
                 let mut rejected = Vec::new();
@@ -216,11 +220,12 @@ pub async fn run<S: Sink>(
                     match result {
                         Delivery::Delivered => delivered.push(entry.seq),
                         Delivery::Rejected(reason) => {
+                            let reason = logsafe::clean(&reason);
                             tracing::warn!(event.id = %entry.id, %reason, "event rejected for good; moved to the dead-letter queue");
                             rejected.push((entry.seq, reason));
                         }
                         Delivery::Retry(reason) => {
-                            retry.get_or_insert(reason);
+                            retry.get_or_insert_with(|| logsafe::clean(&reason));
                         }
                     }
                 }
@@ -293,13 +298,22 @@ pub async fn run<S: Sink>(
     }
 }
 
-/// The backoff delay, but never shorter than what the destination asked for.
+/// The backoff delay, or what the destination asked for when that is longer — but never
+/// longer than `max_backoff` (a longer ask is cut, and logged).
 fn wait_for(e: &SinkError, next: Option<Duration>, settings: &WorkerSettings) -> Duration {
-    let d = next.unwrap_or(settings.max_backoff);
-    match e.retry_after {
-        Some(ra) => ra.max(d),
-        None => d,
+    let backoff = next.unwrap_or(settings.max_backoff);
+    let (wait, cut) = clock::retry_wait(backoff, e.retry_after, settings.max_backoff);
+    if let Some(asked) = cut {
+        tracing::warn!(asked = ?asked, waiting = ?wait, "the destination asked to wait longer than max_backoff; waiting max_backoff instead");
     }
+    wait
+}
+
+/// A sink error's text may come from the destination (an error body): escape it, bound
+/// it and redact every credential before it is logged or shown.
+fn made_safe(mut e: SinkError) -> SinkError {
+    e.reason = logsafe::clean(&e.reason);
+    e
 }
 
 async fn update_queue_metrics(ctx: &WorkerContext, name: &str) {
@@ -322,10 +336,9 @@ async fn update_queue_metrics(ctx: &WorkerContext, name: &str) {
             .dead_letters
             .get_or_create(&label)
             .set(st.dead_letters as i64);
-        let age = st.oldest_enqueued_ms.map_or(0.0, |t| {
-            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-            ((now as i64 - t).max(0)) as f64 / 1000.0
-        });
+        let age = st
+            .oldest_enqueued_ms
+            .map_or(0.0, |t| ((clock::now_ms() - t).max(0)) as f64 / 1000.0);
         ctx.metrics.queue_oldest_age.get_or_create(&label).set(age);
     }
 }

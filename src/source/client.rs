@@ -1,20 +1,40 @@
-//! The HTTP side of a source: one reqwest client per Confluence instance, and the retry
-//! policy every request goes through.
+//! The HTTP side of a source: one reqwest client per Confluence instance, and the rules
+//! every response goes through before a page parser sees it.
 //!
-//! Kept apart from paging because the fault rules are the same for all three APIs: 429/503
-//! honour `Retry-After`, other transient failures (5xx, timeouts, connection errors, a
-//! truncated or malformed body) back off exponentially with jitter, and 401/403 are
-//! configuration errors reported loudly and not retried. None of them moves the cursor —
-//! that is the caller's business, and it only moves on success.
+//! Kept apart from paging because these rules are the same for all three APIs and are about
+//! how an answer *arrives*, not what it says:
+//!
+//! - 429/503 honour `Retry-After` up to `max_backoff` (a longer ask is cut and logged); other
+//!   transient failures (5xx, timeouts, connection errors, a truncated or malformed body)
+//!   back off exponentially with jitter and retry the same request.
+//! - 401/403 (`auth`), a refused certificate (`tls`), a redirect to another origin
+//!   (`redirect`) and a body over `max_response_bytes` (`too_large`) fail the request for
+//!   good, with an error that says what to do: retrying cannot fix them.
+//! - A body is read as a stream (decompressed as it comes) and abandoned at the cap, so
+//!   memory is bounded whatever the server sends.
+//! - The server's `Date` is believed only within `max_clock_skew` ([`ServerClock`]).
+//! - Server text reaching an error or a log goes through [`logsafe::clean`]; every
+//!   credential this client sends is registered with [`logsafe`] so it is never shown.
+//!
+//! None of this moves the cursor — that is the caller's business, and it only moves on
+//! success.
 
-use std::sync::Mutex;
+mod tls;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use prometheus_client::metrics::counter::Counter;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
+use crate::clock::{self, DateSeen, ServerClock};
 use crate::config::{Credentials, SourceConfig};
+use crate::logsafe;
+
+/// The most of an error body kept for a message (the rest is not read).
+const ERROR_BODY_BYTES: usize = 4096;
 
 /// Why a request failed for good (after the retries that make sense for it).
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +53,18 @@ pub enum FetchError {
         url: String,
         body: String,
     },
+    #[error("TLS with {url} failed: {problem}")]
+    Tls { url: String, problem: String },
+    #[error("{url}: {problem}")]
+    Redirect { url: String, problem: String },
+    #[error(
+        "the response from {url} is {size}, over source.max_response_bytes ({limit} bytes): it was not read further (raise max_response_bytes or lower page_size if the server is right)"
+    )]
+    TooLarge {
+        url: String,
+        size: String,
+        limit: u64,
+    },
     #[error("cannot build the HTTP client: {0}")]
     Setup(String),
     #[error("stopped")]
@@ -45,6 +77,9 @@ impl FetchError {
         match self {
             FetchError::Auth { .. } => "auth",
             FetchError::Client { .. } => "http_4xx",
+            FetchError::Tls { .. } => "tls",
+            FetchError::Redirect { .. } => "redirect",
+            FetchError::TooLarge { .. } => "too_large",
             FetchError::Setup(_) => "setup",
             FetchError::Stopped => "stopped",
         }
@@ -62,14 +97,17 @@ pub struct Transient {
 /// Called for each transient failure (metrics, logs).
 pub type TransientHook<'a> = &'a (dyn Fn(&Transient) + Send + Sync);
 
-/// A Confluence HTTP client with the source's auth, TLS, timeouts and retry policy.
+/// A Confluence HTTP client with the source's auth, TLS, timeouts, limits and retry policy.
 pub struct Client {
     http: reqwest::Client,
     credentials: Credentials,
     min_backoff: Duration,
     max_backoff: Duration,
-    /// Server clock minus ours, from the last `Date` header (ms).
-    skew_ms: Mutex<Option<i64>>,
+    max_response_bytes: u64,
+    clock: ServerClock,
+    /// Counts `Date` headers refused as too far from the local clock.
+    rejected_dates: Counter,
+    warned_about_date: AtomicBool,
 }
 
 impl Client {
@@ -77,6 +115,13 @@ impl Client {
         let credentials = cfg
             .credentials()
             .map_err(|(k, p)| FetchError::Setup(format!("auth.{k}: {p}")))?;
+        match &credentials {
+            Credentials::None => {}
+            Credentials::Basic { username, password } => {
+                logsafe::register_basic_auth(username, password.expose())
+            }
+            Credentials::Bearer(token) => logsafe::register_bearer(token.expose()),
+        }
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!(
                 "confluence-audit-forwarder/",
@@ -86,15 +131,16 @@ impl Client {
             .timeout(cfg.request_timeout)
             .connect_timeout(cfg.request_timeout.min(Duration::from_secs(10)))
             .gzip(true)
-            .danger_accept_invalid_certs(cfg.tls.insecure_skip_verify);
-        if let Some(ca) = &cfg.tls.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| FetchError::Setup(format!("tls.ca_file {}: {e}", ca.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| FetchError::Setup(format!("tls.ca_file {}: {e}", ca.display())))?;
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
+            .redirect(same_origin_redirects());
+        if cfg.tls.insecure_skip_verify {
+            tracing::warn!(
+                url = %cfg.url,
+                "tls.insecure_skip_verify = true: the server's certificate is NOT checked; anyone on the network path can read the credentials and forge audit events (use tls.ca_file instead)"
+            );
+            builder = builder.danger_accept_invalid_certs(true);
+        } else if let Some(ca) = &cfg.tls.ca_file {
+            builder =
+                builder.use_preconfigured_tls(tls::client_config(ca).map_err(FetchError::Setup)?);
         }
         let http = builder
             .build()
@@ -104,7 +150,10 @@ impl Client {
             credentials,
             min_backoff: Duration::from_millis(200),
             max_backoff: cfg.max_backoff,
-            skew_ms: Mutex::new(None),
+            max_response_bytes: cfg.max_response_bytes,
+            clock: ServerClock::new(cfg.max_clock_skew),
+            rejected_dates: Counter::default(),
+            warned_about_date: AtomicBool::new(false),
         })
     }
 
@@ -114,9 +163,20 @@ impl Client {
         self
     }
 
-    /// Server time minus local time as last seen in a `Date` header.
+    /// Count refused `Date` headers on `counter` (a source's `kind="clock_skew"` errors).
+    pub fn counting_rejected_dates(mut self, counter: Counter) -> Self {
+        self.rejected_dates = counter;
+        self
+    }
+
+    /// Server time minus local time as last believed from a `Date` header.
     pub fn server_skew_ms(&self) -> Option<i64> {
-        *self.skew_ms.lock().expect("skew lock")
+        self.clock.skew_ms()
+    }
+
+    /// The server's "now", never further than `max_clock_skew` from the local clock.
+    pub fn server_now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// Learn the server's clock from the `Date` header of `GET {base}/status` (Confluence's
@@ -154,8 +214,9 @@ impl Client {
                     Err(e) => Transient {
                         kind: "malformed",
                         message: format!(
-                            "malformed or truncated response from {url} ({} bytes): {e}",
-                            body.len()
+                            "malformed or truncated response from {url} ({} bytes): {}",
+                            body.len(),
+                            logsafe::clean(&e)
                         ),
                         retry_after: None,
                     },
@@ -164,7 +225,10 @@ impl Client {
                 Err(Attempt::Transient(t)) => t,
             };
             let backoff = delays.next().unwrap_or(self.max_backoff);
-            let wait = failure.retry_after.map_or(backoff, |ra| ra.max(backoff));
+            let (wait, cut) = clock::retry_wait(backoff, failure.retry_after, self.max_backoff);
+            if let Some(asked) = cut {
+                tracing::warn!(url, asked = ?asked, waiting = ?wait, "the server asked to wait longer than max_backoff; waiting max_backoff instead");
+            }
             tracing::warn!(kind = failure.kind, error = %failure.message, retry_in = ?wait, "request failed; retrying the same page");
             on_transient(&failure);
             tokio::time::sleep(wait).await;
@@ -184,31 +248,18 @@ impl Client {
             }
             Credentials::Bearer(token) => req.bearer_auth(token.expose()),
         };
-        let resp = req.send().await.map_err(|e| {
-            Attempt::Transient(Transient {
-                kind: if e.is_timeout() { "timeout" } else { "connect" },
-                message: format!("{url}: {}", error_chain(&e)),
-                retry_after: None,
-            })
-        })?;
+        let resp = req.send().await.map_err(|e| send_failure(url, &e))?;
         self.note_date(resp.headers());
         let status = resp.status();
-        let retry_after = retry_after(resp.headers());
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(clock::parse_retry_after);
         if status.is_success() {
-            return resp.bytes().await.map(|b| b.to_vec()).map_err(|e| {
-                Attempt::Transient(Transient {
-                    kind: if e.is_timeout() {
-                        "timeout"
-                    } else {
-                        "truncated"
-                    },
-                    message: format!("{url}: reading the body: {}", error_chain(&e)),
-                    retry_after: None,
-                })
-            });
+            return self.read_body(url, resp).await;
         }
-        let body = resp.text().await.unwrap_or_default();
-        let body: String = body.chars().take(300).collect();
+        let body = logsafe::clean_bytes(&read_prefix(resp, ERROR_BODY_BYTES).await);
         Err(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Attempt::Permanent(FetchError::Auth {
@@ -237,6 +288,45 @@ impl Client {
         })
     }
 
+    /// The whole body, as a stream (decompressed as it arrives), abandoned as soon as it
+    /// passes `max_response_bytes`: memory never holds more than the cap.
+    async fn read_body(&self, url: &str, mut resp: reqwest::Response) -> Result<Vec<u8>, Attempt> {
+        let limit = self.max_response_bytes;
+        let too_large = |size: String| {
+            Attempt::Permanent(FetchError::TooLarge {
+                url: url.to_owned(),
+                size,
+                limit,
+            })
+        };
+        if let Some(declared) = resp.content_length().filter(|n| *n > limit) {
+            return Err(too_large(format!("{declared} bytes (Content-Length)")));
+        }
+        let mut body = Vec::new();
+        loop {
+            let chunk = resp.chunk().await.map_err(|e| {
+                Attempt::Transient(Transient {
+                    kind: if e.is_timeout() {
+                        "timeout"
+                    } else {
+                        "truncated"
+                    },
+                    message: format!("{url}: reading the body: {}", error_chain(&e)),
+                    retry_after: None,
+                })
+            })?;
+            let Some(chunk) = chunk else {
+                return Ok(body);
+            };
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large(format!(
+                    "more than {limit} bytes (counted after decompression)"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+    }
+
     fn note_date(&self, headers: &HeaderMap) {
         let Some(date) = headers
             .get(reqwest::header::DATE)
@@ -244,14 +334,15 @@ impl Client {
         else {
             return;
         };
-        if let Ok(t) = httpdate::parse_http_date(date) {
-            let server = t
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
-            // The header has one-second resolution: round our clock the same way.
-            let local = crate::source::now_ms() / 1000 * 1000;
-            *self.skew_ms.lock().expect("skew lock") = Some(server - local);
+        if let DateSeen::Rejected { skew_ms } = self.clock.observe(date, clock::now_ms()) {
+            self.rejected_dates.inc();
+            if !self.warned_about_date.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    date = %logsafe::clean(date),
+                    skew_seconds = skew_ms / 1000,
+                    "the server's Date header is further from the local clock than max_clock_skew: it is ignored and the local clock is used (fix the clock of the server or of a proxy in front of it; counted as caf_source_errors_total{{kind=\"clock_skew\"}}, warned once)"
+                );
+            }
         }
     }
 }
@@ -261,16 +352,67 @@ enum Attempt {
     Transient(Transient),
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let t = httpdate::parse_http_date(v).ok()?;
-    t.duration_since(std::time::SystemTime::now()).ok()
+/// Follow redirects within the origin the request went to (credentials kept); refuse any to
+/// another scheme, host or port, which could be another server and would get the
+/// credentials or serve other data.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let from = attempt.previous().first().cloned();
+        match from {
+            Some(from) if from.origin() != attempt.url().origin() => {
+                let problem = format!(
+                    "refused a redirect to another origin ({}); if Confluence moved, set url to its new address",
+                    logsafe::clean(attempt.url().as_str())
+                );
+                attempt.error(problem)
+            }
+            _ if attempt.previous().len() > 10 => attempt.error("more than 10 redirects"),
+            _ => attempt.follow(),
+        }
+    })
 }
 
+/// A request that got no answer: a refused redirect or certificate fails for good, the
+/// rest is transient.
+fn send_failure(url: &str, e: &reqwest::Error) -> Attempt {
+    if e.is_redirect() {
+        return Attempt::Permanent(FetchError::Redirect {
+            url: url.to_owned(),
+            problem: error_chain(e),
+        });
+    }
+    if let Some(problem) = tls::explain(e) {
+        return Attempt::Permanent(FetchError::Tls {
+            url: url.to_owned(),
+            problem: logsafe::clean(&problem),
+        });
+    }
+    Attempt::Transient(Transient {
+        kind: if e.is_timeout() { "timeout" } else { "connect" },
+        message: format!("{url}: {}", error_chain(e)),
+        retry_after: None,
+    })
+}
+
+/// At most `max` bytes of an (error) body; the rest is never read.
+async fn read_prefix(mut resp: reqwest::Response, max: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < max {
+        match resp.chunk().await {
+            Ok(Some(c)) => out.extend_from_slice(&c[..c.len().min(max - out.len())]),
+            _ => break,
+        }
+    }
+    out
+}
+
+/// An error and its causes on one line, safe to log.
 fn error_chain(e: &dyn std::error::Error) -> String {
+    logsafe::clean(&chain_text(e))
+}
+
+/// An error and its causes on one line, as they say it.
+fn chain_text(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

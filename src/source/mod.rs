@@ -26,10 +26,7 @@ use client::{Client, FetchError, Transient};
 use paging::{Fetched, Pager, SliceFetch};
 use window::Window;
 
-/// Current time, epoch ms.
-pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
+pub use crate::clock::now_ms;
 
 /// Why a poll cycle stopped early. The cursor never moved past what was committed.
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +131,14 @@ impl Source {
         queued: Arc<Notify>,
         max_queue_bytes: u64,
     ) -> Result<Source, FetchError> {
-        let client = Client::new(&cfg)?;
+        let rejected_dates = metrics
+            .source_errors
+            .get_or_create(&SourceKindLabel {
+                source: cfg.name.clone(),
+                kind: "clock_skew".to_owned(),
+            })
+            .clone();
+        let client = Client::new(&cfg)?.counting_rejected_dates(rejected_dates);
         Ok(Source {
             cfg,
             client,
@@ -248,8 +252,9 @@ impl Source {
         if self.client.server_skew_ms().is_none() {
             self.client.probe_clock(&self.cfg.url).await;
         }
-        // Windows end by the server's clock: records are stamped with it.
-        let server_now = now_ms() + self.client.server_skew_ms().unwrap_or(0);
+        // Windows end by the server's clock (records are stamped with it), believed only
+        // within max_clock_skew of ours.
+        let server_now = self.client.server_now_ms();
         let Some(window) = window::next_window(
             cursor.cursor_ms,
             cursor.floor_ms,
@@ -424,7 +429,7 @@ impl Source {
                     }
                     Some(err) => {
                         rejected += 1;
-                        tracing::error!(record = %truncate(&f.record.raw, 300), error = %err, "record does not parse; forwarded as a pipeline_error document");
+                        tracing::error!(record = %crate::logsafe::clean(&f.record.raw), error = %crate::logsafe::clean(err), "record does not parse; forwarded as a pipeline_error document");
                         write_error_doc(&mut doc, f.record, &id, &created, err, &opts);
                     }
                 }
@@ -583,13 +588,6 @@ fn is_self_generated(record: &normalize::Record<'_>) -> bool {
     record
         .raw()
         .contains("atlassian.audit.event.action.audit.search")
-}
-
-fn truncate(s: &str, n: usize) -> &str {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 /// A record that cannot be normalized is still forwarded — raw, with the reason — so a

@@ -104,11 +104,8 @@ pub(super) fn enqueue_all(
     }
     let mut queue = tx.open_table(QUEUE)?;
     let mut meta = tx.open_table(QUEUE_META)?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    let encoded: Vec<Vec<u8>> = events
-        .iter()
-        .map(|e| encode(now as i64, &e.id, &e.doc))
-        .collect();
+    let now = crate::clock::now_ms();
+    let encoded: Vec<Vec<u8>> = events.iter().map(|e| encode(now, &e.id, &e.doc)).collect();
     let bytes: u64 = encoded.iter().map(|e| e.len() as u64).sum();
     for sink in sinks {
         let (mut next, count, total) = meta

@@ -161,6 +161,45 @@ impl HostileServer {
     /// Serve on a free loopback port, forwarding to `upstream` (the simulator's base URL)
     /// what `behaviour` does not answer itself.
     pub fn start(upstream: &str, behaviour: impl Behaviour) -> HostileServer {
+        Self::start_on(upstream, behaviour, None)
+    }
+
+    /// Like [`HostileServer::start`], but HTTPS with this certificate chain and key (PEM);
+    /// the URL names the host `localhost`.
+    pub fn start_tls(
+        upstream: &str,
+        behaviour: impl Behaviour,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> HostileServer {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("certificate PEM");
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server certificate");
+        let mut server = Self::start_on(
+            upstream,
+            behaviour,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        );
+        server.url = format!("https://localhost:{}", server.addr.port());
+        server
+    }
+
+    fn start_on(
+        upstream: &str,
+        behaviour: impl Behaviour,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> HostileServer {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -188,9 +227,14 @@ impl HostileServer {
                 async move { handle(&shared, method, uri, headers).await }
             }
         });
-        rt.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        match tls {
+            None => rt.spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            }),
+            Some(acceptor) => rt.spawn(async move {
+                let _ = axum::serve(TlsListener { listener, acceptor }, app).await;
+            }),
+        };
         HostileServer {
             url: format!("http://{addr}"),
             addr,
@@ -303,4 +347,31 @@ fn into_response(resp: Resp) -> Response {
         }
     }
     r
+}
+
+/// A TCP listener that completes a TLS handshake before handing a connection to axum; a
+/// client that refuses the certificate just ends its connection.
+struct TlsListener {
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.listener.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
 }

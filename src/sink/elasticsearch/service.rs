@@ -17,8 +17,9 @@ use elasticsearch::{BulkParts, Elasticsearch};
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::config::{ElasticsearchConfig, Endpoints, Target};
+use super::config::{ElasticsearchConfig, Endpoints, EsCredentials, Target};
 use super::encoder::{self, ItemError};
+use crate::logsafe;
 use crate::sink::{BatchOutcome, Delivery, QueuedEvent, Sink, SinkError};
 
 /// Fewest documents worth a bulk request of their own when a batch is split for
@@ -63,11 +64,11 @@ pub fn build_client(cfg: &ElasticsearchConfig) -> Result<(Elasticsearch, usize),
         .enable_meta_header(false);
     // Credentials go in a default header rather than the client's `auth`, which holds only
     // one thing and is needed for the client certificate when there is one.
-    if let Some(h) = cfg
+    let credentials = cfg
         .credentials()
-        .map_err(|(k, p)| fail((format!("auth.{k}"), p)))?
-        .header()
-    {
+        .map_err(|(k, p)| fail((format!("auth.{k}"), p)))?;
+    register_credentials(&credentials);
+    if let Some(h) = credentials.header() {
         let mut value = HeaderValue::from_str(h.expose()).map_err(|_| BuildError {
             key: "auth".into(),
             problem: "credentials contain characters not allowed in an HTTP header".into(),
@@ -453,11 +454,25 @@ async fn read(resp: Response) -> Result<(StatusCode, Value), SinkError> {
     Ok((status, body))
 }
 
-/// At most 300 characters of a non-JSON body (a proxy's HTML page), for error messages.
+/// The start of a non-JSON body (a proxy's HTML page), safe for error messages.
 fn excerpt(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let t: String = text.chars().take(300).collect();
-    t.split_whitespace().collect::<Vec<_>>().join(" ")
+    let text = logsafe::clean_bytes(bytes);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Every credential this sink sends is text that must never be logged or served back.
+fn register_credentials(credentials: &EsCredentials) {
+    match credentials {
+        EsCredentials::None => {}
+        EsCredentials::Basic { username, password } => {
+            logsafe::register_basic_auth(username, password.expose())
+        }
+        EsCredentials::ApiKey(key) => {
+            logsafe::register_credential(key.expose());
+            logsafe::register_credential(&format!("ApiKey {}", key.expose()));
+        }
+        EsCredentials::Bearer(token) => logsafe::register_bearer(token.expose()),
+    }
 }
 
 /// An HTTP error answer for a whole request, as a [`SinkError`] with a stable kind.
@@ -477,6 +492,7 @@ pub fn status_error(
             other => other.to_string(),
         },
     };
+    let detail = logsafe::clean(&detail);
     let code = status.as_u16();
     let (kind, reason) = match code {
         401 => (
@@ -506,18 +522,10 @@ pub fn status_error(
     }
 }
 
-/// `Retry-After` in seconds or as an HTTP date.
+/// `Retry-After`, by the one parser sources use too (the worker caps it at `max_backoff`).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get("retry-after")?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs.min(3600)));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(
-        at.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default()
-            .min(Duration::from_secs(3600)),
-    )
+    let v = headers.get("retry-after")?.to_str().ok()?;
+    crate::clock::parse_retry_after(v)
 }
 
 #[cfg(test)]
@@ -548,22 +556,5 @@ mod tests {
         );
         assert_eq!(e.kind, "http_5xx");
         assert!(e.reason.contains("bad gateway"));
-    }
-
-    #[test]
-    fn retry_after_in_seconds_or_as_a_date() {
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("12"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(12)));
-        let later = std::time::SystemTime::now() + Duration::from_secs(30);
-        h.insert(
-            "retry-after",
-            HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap(),
-        );
-        let d = retry_after(&h).unwrap();
-        assert!(
-            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
-            "{d:?}"
-        );
     }
 }

@@ -162,6 +162,7 @@ impl KafkaConfig {
             c.set("sasl.username", user);
         }
         if let Some(password) = self.sasl_password()? {
+            crate::logsafe::register_credential(password.expose());
             c.set("sasl.password", password.expose());
         }
         let timeout_ms = self.delivery_timeout.as_millis().min(i32::MAX as u128);
