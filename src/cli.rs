@@ -176,7 +176,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let mut cfg = load_with_logging(&config)?;
             let rt = runtime()?;
-            let new_state = new_state(accept_new_state);
+            let mut new_state = new_state(accept_new_state);
             // SIGHUP: drain, re-read the file, start again; a broken file keeps the old one.
             while rt.block_on(async {
                 Daemon::open_with(cfg.clone(), new_state)?
@@ -184,6 +184,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     .await
             })? == Exit::Reload
             {
+                // `--accept-new-state` accepted the store found at start, not whatever a
+                // reload may find (a store deleted meanwhile is refused).
+                new_state = NewState::Refuse;
                 match Config::load(&config) {
                     Ok(new) => {
                         tracing::info!(config = %config.display(), "configuration reloaded");

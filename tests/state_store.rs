@@ -180,9 +180,13 @@ struct Running {
 }
 
 fn running(c: &Confluence, scratch: &Scratch, n: usize) -> Running {
+    running_with(c, scratch, n, &[])
+}
+
+fn running_with(c: &Confluence, scratch: &Scratch, n: usize, args: &[&str]) -> Running {
     let port = free_port();
     let cfg = config(scratch, &c.url, &format!("127.0.0.1:{port}"));
-    let daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
+    let daemon = DaemonProcess::start_with(&cfg, &scratch.path("daemon.log"), args);
     let readyz = format!("http://127.0.0.1:{port}/readyz");
     wait_until(Duration::from_secs(60), "ready and delivered", || {
         http_get(&readyz).0 == 200 && ids_in_file(&scratch.path("events.ndjson")).len() >= n
@@ -257,4 +261,29 @@ fn a_reload_reopens_the_same_store_and_its_claims() {
     let want = c.expected(Api::Legacy, i64::MAX);
     let got = ids_in_file(&scratch.path("events.ndjson"));
     assert!(got == want, "{}", diff(&want, &got));
+}
+
+#[test]
+fn accept_new_state_covers_the_start_not_a_reload_that_finds_the_store_gone() {
+    let c = Confluence::with_history(SimConfig::default(), 50);
+    let scratch = Scratch::new();
+    let run = running_with(&c, &scratch, 50, &["--accept-new-state"]);
+    let mut daemon = run.daemon;
+    std::fs::remove_file(store_file(&scratch)).unwrap();
+    let pid = daemon.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut exit = None;
+    wait_until(Duration::from_secs(60), "the reload refused", || {
+        exit = daemon.child.try_wait().unwrap();
+        exit.is_some()
+    });
+    let logs = std::fs::read_to_string(scratch.path("daemon.log")).unwrap();
+    assert_eq!(exit.unwrap().code(), Some(REFUSED), "{logs}");
+    assert!(logs.contains("does not exist"), "{logs}");
 }
