@@ -233,20 +233,20 @@ fn a_store_deleted_while_running_fails_readiness_and_is_logged() {
     assert_refused(&out, &scratch, &before, "does not exist");
 }
 
+/// SIGHUP: the daemon drains, re-reads its configuration and opens the store again.
+fn reload(daemon: &DaemonProcess) {
+    let pid = daemon.child.id().to_string();
+    let sent = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(sent.success());
+}
+
 #[test]
 fn a_reload_reopens_the_same_store_and_its_claims() {
     let c = Confluence::with_history(SimConfig::default(), 100);
     let scratch = Scratch::new();
     let run = running(&c, &scratch, 100);
     let (daemon, readyz) = (run.daemon, run.readyz);
-    let pid = daemon.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    reload(&daemon);
     let logs = || std::fs::read_to_string(scratch.path("daemon.log")).unwrap();
     wait_until(
         Duration::from_secs(60),
@@ -270,14 +270,7 @@ fn accept_new_state_covers_the_start_not_a_reload_that_finds_the_store_gone() {
     let run = running_with(&c, &scratch, 50, &["--accept-new-state"]);
     let mut daemon = run.daemon;
     std::fs::remove_file(store_file(&scratch)).unwrap();
-    let pid = daemon.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    reload(&daemon);
     let mut exit = None;
     wait_until(Duration::from_secs(60), "the reload refused", || {
         exit = daemon.child.try_wait().unwrap();
