@@ -311,7 +311,7 @@ impl Store {
         if let Err(reason) = check_still_there(&self.inner.path, self.inner.file) {
             let mut lost = self.inner.file_watch.lock();
             if lost.is_none() {
-                tracing::error!(%reason, "the state store file is gone: delivery goes on, but cursors, queues and checkpoints are lost when the daemon stops; restore the file or expect a refusal to start (see --accept-new-state)");
+                tracing::error!(%reason, "the state store file is gone: delivery goes on, but cursors, queues and checkpoints are lost when the daemon stops, and the next start refuses (restore state.redb from a backup, or start over with --accept-new-state)");
                 *lost = Some(reason);
             }
         }
