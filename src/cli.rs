@@ -84,11 +84,25 @@ enum Command {
     Demo(crate::demo::DemoOptions),
     /// Prepare a destination: index template, ILM policy, dashboards.
     #[command(subcommand)]
-    Setup(crate::sink::elasticsearch::setup::SetupCommand),
+    Setup(SetupCommand),
     /// Inspect or replay a sink's dead-letter queue.
     Dlq {
         #[command(subcommand)]
         action: DlqAction,
+    },
+}
+
+/// `setup …`: one subcommand per destination that needs setting up.
+#[derive(Subcommand)]
+enum SetupCommand {
+    /// Install the index template, ILM policy and (with kibana_url) the Kibana dashboards for
+    /// an Elasticsearch sink.
+    Elasticsearch {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// The sink to set up (default: the only elasticsearch sink).
+        #[arg(long)]
+        sink: Option<String>,
     },
 }
 
@@ -174,30 +188,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             drain_timeout,
             accept_new_state,
         } => {
-            let mut cfg = load_with_logging(&config)?;
-            let rt = runtime()?;
-            let mut new_state = new_state(accept_new_state);
-            // SIGHUP: drain, re-read the file, start again; a broken file keeps the old one.
-            while rt.block_on(async {
-                Daemon::open_with(cfg.clone(), new_state)?
-                    .run(drain_timeout)
-                    .await
-            })? == Exit::Reload
-            {
-                // `--accept-new-state` accepted the store found at start, not whatever a
-                // reload may find (a store deleted meanwhile is refused).
-                new_state = NewState::Refuse;
-                match Config::load(&config) {
-                    Ok(new) => {
-                        tracing::info!(config = %config.display(), "configuration reloaded");
-                        cfg = new;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "reload failed; keeping the running configuration")
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            let cfg = load_with_logging(&config)?;
+            run_until_stopped(cfg, drain_timeout, new_state(accept_new_state))
         }
         Command::Once {
             config,
@@ -244,7 +236,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Dlq { action } => dlq(action),
         Command::Setup(cmd) => {
             init_logging(LogFormat::Text, "info");
-            runtime()?.block_on(cmd.run())?;
+            runtime()?.block_on(setup(cmd))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Simulate(opts) => {
@@ -256,6 +248,56 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             init_logging(LogFormat::Text, "warn");
             runtime()?.block_on(crate::demo::run(opts))?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `run`: start, and on each SIGHUP (whose file the running daemon checked) drain and
+/// start again with the new file. A file that fails after all, or a new configuration that
+/// cannot start, keeps (or goes back to) the previous one: a reload never ends the daemon.
+fn run_until_stopped(
+    mut cfg: Config,
+    drain_timeout: Duration,
+    mut new_state: NewState,
+) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let mut previous: Option<Config> = None;
+    // Reload failures found between two daemons, counted by the next one's metrics.
+    let mut failed_reloads = 0;
+    loop {
+        let ran = rt.block_on(async {
+            let daemon = Daemon::open_with(cfg.clone(), new_state)?;
+            daemon.metrics.config_reload_failures.inc_by(failed_reloads);
+            daemon.run(drain_timeout).await
+        });
+        // `--accept-new-state` accepted the store found at start, not whatever a reload may
+        // find (a store deleted meanwhile is refused).
+        new_state = NewState::Refuse;
+        failed_reloads = 0;
+        match ran {
+            Ok(Exit::Stop) => return Ok(ExitCode::SUCCESS),
+            Ok(Exit::Reload) => match Config::load(&cfg.path) {
+                Ok(new) => {
+                    tracing::info!(config = %cfg.path.display(), "configuration reloaded");
+                    previous = Some(std::mem::replace(&mut cfg, new));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                    failed_reloads = 1;
+                    previous = None;
+                }
+            },
+            Err(e) => match previous.take() {
+                Some(old) => {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "the reloaded configuration did not start; going back to the previous one"
+                    );
+                    failed_reloads = 1;
+                    cfg = old;
+                }
+                None => return Err(e),
+            },
         }
     }
 }
@@ -352,6 +394,43 @@ fn normalize_stdin(api: Api, opts: &NormalizeOptions) -> anyhow::Result<ExitCode
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `setup elasticsearch`: the sink's own client, then the template, policy and dashboards.
+async fn setup(cmd: SetupCommand) -> anyhow::Result<()> {
+    use crate::sink::elasticsearch::{ElasticsearchConfig, setup};
+    let SetupCommand::Elasticsearch { config, sink } = cmd;
+    let cfg = Config::load(&config)?;
+    let candidates: Vec<(&str, &ElasticsearchConfig)> = cfg
+        .sink
+        .iter()
+        .filter_map(|s| match &s.kind {
+            crate::sink::SinkKind::Elasticsearch(es) => Some((s.name.as_str(), &**es)),
+            _ => None,
+        })
+        .filter(|(n, _)| sink.as_deref().is_none_or(|want| want == *n))
+        .collect();
+    let (name, es) = match candidates.as_slice() {
+        [one] => *one,
+        [] => anyhow::bail!(
+            "{}: no elasticsearch sink{}",
+            config.display(),
+            sink.map(|s| format!(" named {s:?}")).unwrap_or_default()
+        ),
+        _ => anyhow::bail!(
+            "{}: several elasticsearch sinks; choose one with --sink",
+            config.display()
+        ),
+    };
+    let (client, _) = setup::build_client(es).map_err(|e| anyhow::anyhow!("sink {name:?}: {e}"))?;
+    let kibana = setup::KibanaTarget::from_config(es)?;
+    if kibana.is_none() {
+        eprintln!("sink {name:?}: no kibana_url; skipping the dashboards");
+    }
+    for line in setup::install(&client, es, kibana.as_ref()).await? {
+        println!("sink {name:?}: {line}");
+    }
+    Ok(())
 }
 
 fn dlq(action: DlqAction) -> anyhow::Result<ExitCode> {

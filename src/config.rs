@@ -5,14 +5,23 @@
 //! `CAF__…` environment overrides → typed structs → validation that names the file, the key
 //! and the problem → secrets resolved from `*_env` / `*_file` keys.
 
-use std::collections::HashSet;
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
 use crate::normalize::{Api, NormalizeOptions};
+
+pub mod keys;
+mod load;
+mod secret;
+mod urls;
+mod writers;
+
+pub use crate::sink::{SinkConfig, SinkKind};
+pub use secret::{Secret, resolve_secret};
+pub use urls::{check_http_url, redact_url};
 
 /// Default location for `run`, `once` and `check-config`.
 pub const DEFAULT_PATH: &str = "/etc/confluence-audit-forwarder/config.toml";
@@ -27,19 +36,33 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 << 20;
 /// overflow the millisecond arithmetic of windows and cursors.
 pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 
-/// A configuration error: which file, which key, what is wrong.
+/// A configuration error: which file, where in it, which key, what is wrong.
 #[derive(Debug, thiserror::Error)]
-#[error("{file}: {key}: {problem}")]
 pub struct ConfigError {
     pub file: String,
     pub key: String,
     pub problem: String,
+    /// Line and column of the key (or of a syntax error), both from 1, when known.
+    pub at: Option<(usize, usize)>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.at {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: ", self.file)?,
+            None => write!(f, "{}: ", self.file)?,
+        }
+        write!(f, "{}: {}", self.key, self.problem)
+    }
 }
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The file this was read from.
+    #[serde(skip)]
+    pub path: PathBuf,
     #[serde(default)]
     pub source: Vec<SourceConfig>,
     #[serde(default)]
@@ -150,34 +173,18 @@ pub enum DateFormat {
 }
 
 /// Credentials for Confluence. Secrets come from the value itself, `*_env` or `*_file`.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     #[serde(rename = "type", default)]
     pub kind: AuthKind,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub password_env: Option<String>,
     pub password_file: Option<PathBuf>,
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     pub token_env: Option<String>,
     pub token_file: Option<PathBuf>,
-}
-
-impl fmt::Debug for AuthConfig {
-    // Secrets never reach logs, even through `{:?}`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthConfig")
-            .field("type", &self.kind)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("password_env", &self.password_env)
-            .field("password_file", &self.password_file)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("token_env", &self.token_env)
-            .field("token_file", &self.token_file)
-            .finish()
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -187,25 +194,6 @@ pub enum AuthKind {
     None,
     Basic,
     Bearer,
-}
-
-/// A secret value that prints as `<redacted>`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 /// Resolved credentials, ready for a request.
@@ -238,52 +226,6 @@ impl Default for StateConfig {
         Self {
             dir: defaults::state_dir(),
             max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
-        }
-    }
-}
-
-/// One sink: its name, its kind-specific settings and the batching/retry settings every
-/// sink shares.
-#[derive(Debug, Clone, Deserialize)]
-pub struct SinkConfig {
-    pub name: String,
-    #[serde(flatten)]
-    pub kind: SinkKind,
-    #[serde(default = "defaults::batch_max_events")]
-    pub batch_max_events: usize,
-    #[serde(default = "defaults::batch_max_bytes")]
-    pub batch_max_bytes: usize,
-    #[serde(default = "defaults::flush_interval", deserialize_with = "de_duration")]
-    pub flush_interval: Duration,
-    /// Longest wait between delivery retries.
-    #[serde(default = "defaults::max_backoff", deserialize_with = "de_duration")]
-    pub max_backoff: Duration,
-}
-
-/// Sink kinds, by `type`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum SinkKind {
-    /// NDJSON file, exactly once across crashes.
-    File { path: PathBuf },
-    /// NDJSON on standard output, for piping.
-    Stdout,
-    /// Syslog over UDP, TCP or TLS (RFC 5424/3164; JSON, CEF or LEEF payloads).
-    Syslog(Box<crate::sink::syslog::SyslogConfig>),
-    /// Kafka topic, at least once, keyed by `event.id`.
-    Kafka(Box<crate::sink::kafka::KafkaConfig>),
-    /// Elasticsearch `_bulk` into a data stream or index, exactly once by `_id`.
-    Elasticsearch(Box<crate::sink::elasticsearch::ElasticsearchConfig>),
-}
-
-impl SinkKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            SinkKind::File { .. } => "file",
-            SinkKind::Stdout => "stdout",
-            SinkKind::Syslog(_) => "syslog",
-            SinkKind::Kafka(_) => "kafka",
-            SinkKind::Elasticsearch(_) => "elasticsearch",
         }
     }
 }
@@ -377,15 +319,6 @@ mod defaults {
     pub fn max_queue_bytes() -> u64 {
         DEFAULT_MAX_QUEUE_BYTES
     }
-    pub fn batch_max_events() -> usize {
-        1000
-    }
-    pub fn batch_max_bytes() -> usize {
-        4 << 20
-    }
-    pub fn flush_interval() -> Duration {
-        Duration::from_secs(1)
-    }
     pub fn listen() -> String {
         "127.0.0.1:9464".into()
     }
@@ -415,129 +348,153 @@ fn de_api<'de, D: Deserializer<'de>>(d: D) -> Result<Api, D::Error> {
     s.parse().map_err(serde::de::Error::custom)
 }
 
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+/// A duration written like `"30s"`: the one reader every section's durations use.
+pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
 impl Config {
-    /// Read, override from the environment, validate. Secrets are checked here too, so a
-    /// missing secret file is a config error, not a runtime surprise.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let vars: Vec<(String, String)> = std::env::vars().collect();
-        Self::load_with_env(path, &vars)
-    }
-
-    /// [`Config::load`] with explicit environment variables (tests).
-    pub fn load_with_env(path: &Path, env: &[(String, String)]) -> Result<Config, ConfigError> {
-        let file = path.display().to_string();
-        let err = |key: &str, problem: String| ConfigError {
-            file: file.clone(),
-            key: key.to_owned(),
-            problem,
-        };
-        if !path.exists() {
-            return Err(err("-", "file not found".into()));
-        }
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from(path).format(config::FileFormat::Toml));
-        for (name, value) in env {
-            if let Some(key) = env_override_key(name) {
-                builder = builder
-                    .set_override(key.as_str(), value.as_str())
-                    .map_err(|e| err(&key, format!("from environment variable {name}: {e}")))?;
-            }
-        }
-        let raw = builder.build().map_err(|e| err("-", e.to_string()))?;
-        let cfg: Config = raw
-            .try_deserialize()
-            .map_err(|e| split_config_error(&file, e))?;
-        cfg.validate(&file)?;
-        for (i, s) in cfg.source.iter().enumerate() {
-            s.credentials()
-                .map_err(|(k, p)| err(&format!("source[{i}].auth.{k}"), p))?;
-        }
-        Ok(cfg)
-    }
-
     fn validate(&self, file: &str) -> Result<(), ConfigError> {
-        let err = |key: String, problem: &str| ConfigError {
-            file: file.to_owned(),
-            key,
-            problem: problem.to_owned(),
-        };
+        let err = |key: String, problem: &str| ConfigError::new(file, &key, problem);
         if self.source.is_empty() {
             return Err(err("source".into(), "at least one [[source]] is required"));
         }
         if self.sink.is_empty() {
             return Err(err("sink".into(), "at least one [[sink]] is required"));
         }
-        let mut names = HashSet::new();
+        let mut names = HashMap::new();
         for (i, s) in self.source.iter().enumerate() {
             let key = |k: &str| format!("source[{i}].{k}");
             if s.name.trim().is_empty() {
                 return Err(err(key("name"), "must not be empty"));
             }
-            if !names.insert(s.name.as_str()) {
+            if let Some(first) = names.insert(s.name.trim(), i) {
                 return Err(err(
                     key("name"),
-                    &format!("duplicate source name {:?}", s.name),
+                    &format!(
+                        "duplicate source name {:?}: source[{first}].name has it too (the name identifies the cursor)",
+                        s.name
+                    ),
                 ));
             }
-            match url::Url::parse(&s.url) {
-                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-                Ok(_) => return Err(err(key("url"), "must be an http:// or https:// URL")),
-                Err(e) => return Err(err(key("url"), &format!("{:?} is not a URL ({e})", s.url))),
-            }
-            if s.api == Api::File {
-                return Err(err(
-                    key("api"),
-                    "\"file\" is a record shape for `normalize`, not a polled API: use legacy, cloud or auditing",
-                ));
-            }
-            if s.page_size == 0 {
-                return Err(err(key("page_size"), "must be at least 1"));
-            }
-            if s.slice_max_records < s.page_size as usize {
-                return Err(err(key("slice_max_records"), "must be at least page_size"));
-            }
-            if s.poll_interval.is_zero() {
-                return Err(err(key("poll_interval"), "must be more than zero"));
-            }
-            if s.max_response_bytes < 1024 {
-                return Err(err(key("max_response_bytes"), "must be at least 1024"));
-            }
+            s.validate().map_err(|(k, p)| err(key(&k), &p))?;
         }
-        let mut names = HashSet::new();
+        let mut names = HashMap::new();
         for (i, s) in self.sink.iter().enumerate() {
             let key = |k: &str| format!("sink[{i}].{k}");
             if s.name.trim().is_empty() {
                 return Err(err(key("name"), "must not be empty"));
             }
-            if !names.insert(s.name.as_str()) {
+            if let Some(first) = names.insert(s.name.trim(), i) {
                 return Err(err(
                     key("name"),
-                    &format!("duplicate sink name {:?}", s.name),
+                    &format!(
+                        "duplicate sink name {:?}: sink[{first}].name has it too (the name identifies the sink's queue and dead-letter queue)",
+                        s.name
+                    ),
                 ));
             }
             if s.batch_max_events == 0 {
                 return Err(err(key("batch_max_events"), "must be at least 1"));
             }
-            if let SinkKind::Syslog(syslog) = &s.kind {
-                syslog.validate().map_err(|(k, p)| err(key(&k), &p))?;
+            if s.batch_max_bytes == 0 {
+                return Err(err(key("batch_max_bytes"), "must be at least 1"));
             }
-            if let SinkKind::Kafka(kafka) = &s.kind {
-                kafka.validate().map_err(|(k, p)| err(key(&k), &p))?;
-            }
-            if let SinkKind::Elasticsearch(es) = &s.kind {
-                es.validate().map_err(|(k, p)| err(key(&k), &p))?;
-            }
+        }
+        self.server
+            .listen_addr()
+            .map_err(|p| err("server.listen".into(), &p))?;
+        writers::check(self).map_err(|(k, p)| err(k, &p))?;
+        self.build_check(file)
+    }
+
+    /// Build every source's client and every sink the way the daemon will (reading every
+    /// file they need, parsing every address), without claiming anything.
+    fn build_check(&self, file: &str) -> Result<(), ConfigError> {
+        for (i, s) in self.source.iter().enumerate() {
+            crate::source::client::Client::new(s).map_err(|e| {
+                let msg = e.to_string();
+                let detail = msg
+                    .strip_prefix("cannot build the HTTP client: ")
+                    .unwrap_or(&msg);
+                let key = ["tls.ca_file", "auth.", "tls"]
+                    .iter()
+                    .find(|k| detail.starts_with(*k))
+                    .map(|k| detail.split([' ', ':']).next().unwrap_or(k))
+                    .map(|k| format!("source[{i}].{k}"))
+                    .unwrap_or_else(|| format!("source[{i}]"));
+                ConfigError::new(file, &key, detail)
+            })?;
+        }
+        let ctx = crate::sink::BuildContext {
+            purpose: crate::sink::Purpose::Check,
+            metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
+        };
+        for (i, s) in self.sink.iter().enumerate() {
+            s.kind
+                .build(&s.name, &ctx)
+                .map_err(|e| ConfigError::new(file, &format!("sink[{i}].{}", e.key), e.problem))?;
         }
         Ok(())
     }
 }
 
+impl ServerConfig {
+    /// The address to serve `/metrics` on; `None` when the listener is disabled.
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        let listen = self.listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        listen.parse().map(Some).map_err(|_| {
+            format!("{listen:?} is not an address like \"127.0.0.1:9464\" (or \"\" to disable)")
+        })
+    }
+}
+
 impl SourceConfig {
+    /// The checks of one source's values: the key (relative to the source) and the problem.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |k: &str, p: &str| Err((k.to_owned(), p.to_owned()));
+        check_http_url(&self.url, "[source.auth]").map_err(|p| ("url".to_owned(), p))?;
+        if self.api == Api::File {
+            return fail(
+                "api",
+                "\"file\" is a record shape for `normalize`, not a polled API: use legacy, cloud or auditing",
+            );
+        }
+        if self.page_size == 0 {
+            return fail("page_size", "must be at least 1");
+        }
+        if self.slice_max_records < self.page_size as usize {
+            return fail("slice_max_records", "must be at least page_size");
+        }
+        if self.poll_interval.is_zero() {
+            return fail("poll_interval", "must be more than zero");
+        }
+        if self.max_response_bytes < 1024 {
+            return fail("max_response_bytes", "must be at least 1024");
+        }
+        if let Some(ca) = &self.tls.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| {
+                (
+                    "tls.ca_file".to_owned(),
+                    format!("cannot read {}: {e}", ca.display()),
+                )
+            })?;
+            if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
+                return Err((
+                    "tls.ca_file".to_owned(),
+                    format!("{} is not PEM", ca.display()),
+                ));
+            }
+        }
+        self.credentials()
+            .map_err(|(k, p)| (format!("auth.{k}"), p))?;
+        Ok(())
+    }
+
     /// Resolve the credentials. Errors give the key (relative to `auth`) and the problem.
     pub fn credentials(&self) -> Result<Credentials, (String, String)> {
         let a = &self.auth;
@@ -578,271 +535,5 @@ impl SourceConfig {
     }
 }
 
-/// A secret from its value, `<name>_env` or `<name>_file`. `None` when none is set;
-/// `Some(Err((key, problem)))` when one is set but cannot be read.
-pub fn resolve_secret(
-    name: &str,
-    value: &Option<String>,
-    env: &Option<String>,
-    file: &Option<PathBuf>,
-) -> Option<Result<Secret, (String, String)>> {
-    if let Some(v) = value {
-        return Some(Ok(Secret::new(v.clone())));
-    }
-    if let Some(var) = env {
-        return Some(match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
-            _ => Err((
-                format!("{name}_env"),
-                format!("environment variable {var} is not set or empty"),
-            )),
-        });
-    }
-    if let Some(path) = file {
-        return Some(match std::fs::read_to_string(path) {
-            // Secret files conventionally end with a newline that is not part of the secret.
-            Ok(v) => Ok(Secret::new(v.trim_end_matches(['\r', '\n']).to_owned())),
-            Err(e) => Err((
-                format!("{name}_file"),
-                format!("cannot read {}: {e}", path.display()),
-            )),
-        });
-    }
-    None
-}
-
-/// `CAF__SOURCE__0__AUTH__USERNAME` → `source[0].auth.username`.
-fn env_override_key(var: &str) -> Option<String> {
-    let rest = var.strip_prefix("CAF__")?;
-    let mut key = String::new();
-    for part in rest.split("__") {
-        if part.is_empty() {
-            return None;
-        }
-        if part.bytes().all(|b| b.is_ascii_digit()) {
-            if key.is_empty() {
-                return None;
-            }
-            key.push('[');
-            key.push_str(part);
-            key.push(']');
-        } else {
-            if !key.is_empty() {
-                key.push('.');
-            }
-            key.push_str(&part.to_ascii_lowercase());
-        }
-    }
-    Some(key)
-}
-
-/// Turn the `config` crate's message into file/key/problem.
-fn split_config_error(file: &str, e: config::ConfigError) -> ConfigError {
-    let msg = e.to_string();
-    // "missing configuration field \"source[0]url\"" names its key differently.
-    if let Some(rest) = msg.strip_prefix("missing configuration field \"") {
-        let key = rest.trim_end_matches('"');
-        return ConfigError {
-            file: file.to_owned(),
-            key: dotted(key),
-            problem: "missing (required)".into(),
-        };
-    }
-    // The crate writes "… for key `source[0].api` in …" when it knows the key.
-    let key = msg
-        .split("for key `")
-        .nth(1)
-        .and_then(|rest| rest.split('`').next())
-        .map(dotted)
-        .unwrap_or_else(|| "-".into());
-    let problem = msg
-        .split(" for key `")
-        .next()
-        .unwrap_or(&msg)
-        .trim()
-        .to_owned();
-    ConfigError {
-        file: file.to_owned(),
-        key,
-        problem,
-    }
-}
-
-/// The crate writes `source[0]url`; users read `source[0].url`.
-fn dotted(key: &str) -> String {
-    let mut out = String::with_capacity(key.len() + 4);
-    let mut prev = ' ';
-    for c in key.chars() {
-        if prev == ']' && c != '.' && c != '[' {
-            out.push('.');
-        }
-        out.push(c);
-        prev = c;
-    }
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_keys_map_to_config_paths() {
-        assert_eq!(
-            env_override_key("CAF__SOURCE__0__AUTH__USERNAME").as_deref(),
-            Some("source[0].auth.username")
-        );
-        assert_eq!(
-            env_override_key("CAF__STATE__DIR").as_deref(),
-            Some("state.dir")
-        );
-        assert_eq!(env_override_key("CAF__0__X"), None);
-        assert_eq!(env_override_key("OTHER"), None);
-    }
-
-    #[test]
-    fn start_at_forms() {
-        assert_eq!("beginning".parse::<StartAt>(), Ok(StartAt::Beginning));
-        assert_eq!(
-            "-24h".parse::<StartAt>(),
-            Ok(StartAt::Ago(Duration::from_secs(86400)))
-        );
-        assert_eq!(
-            "2025-11-25T00:00:00Z".parse::<StartAt>(),
-            Ok(StartAt::Time(1_764_028_800_000))
-        );
-        assert!("yesterday".parse::<StartAt>().is_err());
-        assert!("-99999999999999h".parse::<StartAt>().is_err());
-    }
-
-    #[test]
-    fn durations_that_would_overflow_are_errors() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        let e = parse_duration("99999999999999h").unwrap_err();
-        assert!(
-            e.contains("99999999999999h") && e.contains("100 years"),
-            "{e}"
-        );
-        assert!(parse_duration("99999999999999999999999h").is_err());
-    }
-
-    #[test]
-    fn secrets_stay_out_of_debug_output_and_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let secret_file = dir.path().join("token");
-        std::fs::write(&secret_file, "file-secret-4711\n").unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
-            format!(
-                r#"
-[[source]]
-name = "a"
-url = "https://wiki.example.com"
-api = "legacy"
-[source.auth]
-type = "basic"
-username = "svc"
-password = "inline-secret-0815"
-[[source]]
-name = "b"
-url = "https://wiki2.example.com"
-api = "cloud"
-[source.auth]
-type = "bearer"
-token_file = "{}"
-[[sink]]
-name = "out"
-type = "stdout"
-"#,
-                secret_file.display()
-            ),
-        )
-        .unwrap();
-        let cfg = Config::load_with_env(&path, &[]).unwrap();
-        let creds: Vec<Credentials> = cfg
-            .source
-            .iter()
-            .map(|s| s.credentials().unwrap())
-            .collect();
-        assert_eq!(
-            creds[1],
-            Credentials::Bearer(Secret::new("file-secret-4711"))
-        );
-        let shown = format!("{cfg:?} {creds:?}");
-        assert!(!shown.contains("inline-secret-0815"), "{shown}");
-        assert!(!shown.contains("file-secret-4711"), "{shown}");
-        // An environment override of a secret is not echoed in errors either.
-        let err = Config::load_with_env(
-            &path,
-            &[("CAF__SOURCE__0__PAGE_SIZE".into(), "not-a-number".into())],
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("page_size"), "{err}");
-        assert!(!err.contains("inline-secret-0815"), "{err}");
-    }
-
-    #[test]
-    fn check_config_names_the_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = r#"
-[[source]]
-name = "wiki"
-url = "https://wiki.example.com"
-api = "auditing"
-[[sink]]
-name = "out"
-type = "file"
-path = "/tmp/x"
-"#;
-        let cases: &[(&str, &str, &str)] = &[
-            ("url = \"https://wiki.example.com\"\n", "", "source[0].url"),
-            ("api = \"auditing\"", "api = \"jira\"", "source[0].api"),
-            (
-                "api = \"auditing\"",
-                "api = \"auditing\"\nlag = \"soon\"",
-                "source[0].lag",
-            ),
-            (
-                "path = \"/tmp/x\"",
-                "path = \"/tmp/x\"\n[[sink]]\nname = \"out\"\ntype = \"stdout\"",
-                "sink[1].name",
-            ),
-            (
-                "api = \"auditing\"",
-                "api = \"auditing\"\n[source.auth]\ntype = \"basic\"\nusername = \"u\"\npassword_file = \"/nonexistent/secret\"",
-                "source[0].auth.password_file",
-            ),
-        ];
-        for (from, to, key) in cases {
-            let text = base.replacen(from, to, 1);
-            let path = dir.path().join("c.toml");
-            std::fs::write(&path, &text).unwrap();
-            let err = Config::load_with_env(&path, &[]).unwrap_err();
-            assert_eq!(err.key, *key, "{err} for\n{text}");
-            assert!(err.file.ends_with("c.toml"));
-        }
-        // Duplicate source names.
-        let dup = format!(
-            "{base}\n[[source]]\nname = \"wiki\"\nurl = \"https://x.example.com\"\napi = \"legacy\"\n"
-        );
-        let path = dir.path().join("d.toml");
-        std::fs::write(&path, dup).unwrap();
-        let err = Config::load_with_env(&path, &[]).unwrap_err();
-        assert_eq!(err.key, "source[1].name", "{err}");
-        assert!(err.problem.contains("duplicate"), "{err}");
-    }
-
-    #[test]
-    fn secrets_do_not_debug_print() {
-        let s = Secret::new("hunter2");
-        assert_eq!(format!("{s:?}"), "<redacted>");
-        let a = AuthConfig {
-            kind: AuthKind::Basic,
-            password: Some("hunter2".into()),
-            ..Default::default()
-        };
-        assert!(!format!("{a:?}").contains("hunter2"));
-    }
-}
+mod tests;

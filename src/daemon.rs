@@ -13,13 +13,13 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::config::{Config, SinkConfig, SinkKind};
+use crate::config::Config;
 use crate::lifecycle::{Exit, RunMode, signal};
 use crate::metrics::Metrics;
 use crate::normalize::NormalizeOptions;
 use crate::server::Health;
-use crate::sink::worker::{self, SinkStatus, WorkerContext, WorkerSettings};
-use crate::sink::{file::FileSink, kafka::KafkaSink, stdout::StdoutSink, syslog::SyslogSink};
+use crate::sink::worker::{SinkStatus, WorkerContext};
+use crate::sink::{BuildContext, Purpose, SinkKind, WorkerRun};
 use crate::source::{Source, SourceStatus};
 use crate::state::{Destination, FILE_CHECK_EVERY, NewState, Store, blocking, open_checked};
 
@@ -100,15 +100,56 @@ impl Daemon {
         Ok(out)
     }
 
-    fn spawn_sinks(&self, set: &mut JoinSet<()>) {
+    /// Build every sink (the file sink takes its lock here), then start a worker for each.
+    /// Nothing starts unless every sink was built.
+    fn spawn_sinks(&self, set: &mut JoinSet<()>) -> anyhow::Result<()> {
+        let build = BuildContext {
+            purpose: Purpose::Run,
+            metrics: self.metrics.clone(),
+        };
+        let mut built = Vec::new();
+        for (i, cfg) in self.config.sink.iter().enumerate() {
+            let sink = cfg.kind.build(&cfg.name, &build).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: sink[{i}].{}: {} (sink {:?})",
+                    self.config.path.display(),
+                    e.key,
+                    e.problem,
+                    cfg.name
+                )
+            })?;
+            built.push(sink);
+        }
         let ctx = WorkerContext {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             queued: self.queued.clone(),
             mode: self.mode_tx.subscribe(),
         };
-        for (cfg, (_, status)) in self.config.sink.iter().zip(&self.sinks) {
-            spawn_sink(set, cfg, ctx.clone(), status.clone(), self.sink_min_backoff);
+        for ((sink, cfg), (_, status)) in built.into_iter().zip(&self.config.sink).zip(&self.sinks)
+        {
+            let span = tracing::info_span!("sink", sink = %cfg.name);
+            let worker = sink.into_worker(WorkerRun {
+                name: cfg.name.clone(),
+                settings: cfg.worker_settings(self.sink_min_backoff),
+                ctx: ctx.clone(),
+                status: status.clone(),
+            });
+            set.spawn(worker.instrument(span));
+        }
+        Ok(())
+    }
+
+    /// SIGHUP: is the file now on disk one that would start? If not, say why, count it,
+    /// and keep running as we are.
+    fn reload_checks_out(&self) -> bool {
+        match Config::load(&self.config.path) {
+            Ok(_) => true,
+            Err(e) => {
+                self.metrics.config_reload_failures.inc();
+                tracing::error!(error = %e, "SIGHUP: the configuration file does not check out; keeping the running configuration");
+                false
+            }
         }
     }
 
@@ -118,7 +159,12 @@ impl Daemon {
         let sources = self.build_sources()?;
         let server = self.start_server().await?;
         let mut sinks = JoinSet::new();
-        self.spawn_sinks(&mut sinks);
+        if let Err(e) = self.spawn_sinks(&mut sinks) {
+            if let Some(task) = server {
+                task.abort();
+            }
+            return Err(e);
+        }
         let mut polling = JoinSet::new();
         for s in sources {
             let span = tracing::info_span!("source", source = %s.name());
@@ -132,8 +178,13 @@ impl Daemon {
         );
         let watchdog = systemd_ready();
         let store_check = tokio::spawn(check_store_file(self.store.clone()));
-        let exit = tokio::select! {
-            exit = signal() => exit,
+        let exit = loop {
+            tokio::select! {
+            exit = signal() => {
+                if exit == Exit::Stop || self.reload_checks_out() {
+                    break exit;
+                }
+            }
             reason = self.store.failed() => {
                 // No drain: nothing can be acknowledged any more. What was queued stays
                 // queued on disk; the service manager restarts us once the disk is fixed.
@@ -147,6 +198,7 @@ impl Daemon {
                     "the state store in {} failed: {reason}; stopping so that it is reopened cleanly (nothing was lost: un-acknowledged events stay queued, unread windows are read again)",
                     self.config.state.dir.display()
                 );
+            }
             }
         };
         let _ = sd_notify::notify(&[if exit == Exit::Reload {
@@ -181,13 +233,14 @@ impl Daemon {
     }
 
     async fn start_server(&self) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-        let listen = self.config.server.listen.trim();
-        if listen.is_empty() {
+        let Some(addr) = self
+            .config
+            .server
+            .listen_addr()
+            .map_err(|p| anyhow::anyhow!("server.listen: {p}"))?
+        else {
             return Ok(None);
-        }
-        let addr: std::net::SocketAddr = listen.parse().with_context(|| {
-            format!("server.listen: {listen:?} is not an address like 127.0.0.1:9464")
-        })?;
+        };
         let health = Arc::new(Health {
             metrics: self.metrics.clone(),
             sources: self
@@ -219,7 +272,7 @@ impl Daemon {
     ) -> anyhow::Result<OnceReport> {
         let sources = self.build_sources()?;
         let mut sinks = JoinSet::new();
-        self.spawn_sinks(&mut sinks);
+        self.spawn_sinks(&mut sinks)?;
         let mut report = OnceReport::default();
         let deadline = tokio::time::Instant::now() + timeout;
         let polls = futures_util::future::join_all(sources.iter().map(|s| {
@@ -304,60 +357,15 @@ pub struct OnceReport {
     pub undelivered: Vec<String>,
 }
 
-fn spawn_sink(
-    set: &mut JoinSet<()>,
-    cfg: &SinkConfig,
-    ctx: WorkerContext,
-    status: Arc<SinkStatus>,
-    min_backoff: Duration,
-) {
-    let settings = WorkerSettings {
-        max_events: cfg.batch_max_events,
-        max_bytes: cfg.batch_max_bytes,
-        flush_interval: cfg.flush_interval,
-        min_backoff,
-        max_backoff: cfg.max_backoff,
-    };
-    let span = tracing::info_span!("sink", sink = %cfg.name);
-    let name = cfg.name.clone();
-    match &cfg.kind {
-        SinkKind::File { path } => set.spawn(
-            worker::run(name, FileSink::new(path.clone()), settings, ctx, status).instrument(span),
-        ),
-        SinkKind::Stdout => {
-            set.spawn(worker::run(name, StdoutSink, settings, ctx, status).instrument(span))
-        }
-        SinkKind::Syslog(syslog) => {
-            // Validated with the config, so construction cannot fail here.
-            let sink = SyslogSink::new(name.clone(), (**syslog).clone(), ctx.metrics.clone())
-                .expect("syslog sink settings were validated");
-            set.spawn(worker::run(name, sink, settings, ctx, status).instrument(span))
-        }
-        SinkKind::Kafka(kafka) => {
-            // Validated with the config, so construction cannot fail here.
-            let sink = KafkaSink::new(name.clone(), (**kafka).clone())
-                .expect("kafka sink settings were validated");
-            set.spawn(worker::run(name, sink, settings, ctx, status).instrument(span))
-        }
-        SinkKind::Elasticsearch(es) => {
-            // Validated with the config (PEM files read, secrets resolved) before we get here.
-            let sink =
-                crate::sink::elasticsearch::ElasticsearchSink::new(name.clone(), (**es).clone())
-                    .expect("elasticsearch sink settings were validated");
-            set.spawn(worker::run(name, sink, settings, ctx, status).instrument(span))
-        }
-    };
-}
-
 /// The files sinks append to on this machine: they carry the store's claim.
 fn local_destinations(config: &Config) -> Vec<Destination> {
     config
         .sink
         .iter()
         .filter_map(|s| match &s.kind {
-            SinkKind::File { path } => Some(Destination {
+            SinkKind::File(file) => Some(Destination {
                 sink: s.name.clone(),
-                path: path.clone(),
+                path: file.path.clone(),
                 checkpoint_covers: |c, p| crate::sink::file::committed_len(c, p).is_some(),
             }),
             _ => None,

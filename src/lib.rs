@@ -22,10 +22,14 @@
 //!   caller goes idle or stops.
 //! - [`sink`]: one worker per sink drains its own queue in batches, delivers, retries with
 //!   backoff, deletes what was delivered and dead-letters what never can be. A dead sink only
-//!   grows its own queue. One folder per sink kind.
+//!   grows its own queue. One folder per sink kind; the registry (`SinkKind`, one exhaustive
+//!   `match`, and each kind's one `build`) is in `sink/mod.rs`.
 //! - [`simulate`]: a faithful Confluence audit API simulator (all three REST APIs, faults
 //!   included) used by `demo`, tests and benchmarks.
-//! - [`config`]: the TOML configuration, environment overrides, secrets and validation.
+//! - [`config`]: the TOML configuration, environment overrides, secrets and validation —
+//!   `config/load.rs` reads (syntax, unknown keys via `config/keys.rs`, scrubbed errors),
+//!   `config/secret.rs` is the one `Secret` type, `config/writers.rs` refuses two writers of
+//!   one file. Loading builds every source client and sink as the daemon would (`check-config`).
 //! - [`daemon`]: wires sources, state and sink workers together for `run` and `once`.
 //! - [`lifecycle`]: the run/drain/stop mode every task watches, and the signals that change it.
 //! - [`metrics`] and [`server`]: Prometheus metrics, `/healthz` and `/readyz`.

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub queue_bytes: Family<SinkLabel, Gauge>,
     pub queue_oldest_age: Family<SinkLabel, FloatGauge>,
     pub dead_letters: Family<SinkLabel, Gauge>,
+    /// SIGHUPs whose file did not check out (the running configuration was kept).
+    pub config_reload_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -95,8 +97,14 @@ impl Metrics {
             queue_bytes: Family::default(),
             queue_oldest_age: Family::default(),
             dead_letters: Family::default(),
+            config_reload_failures: Counter::default(),
             registry: Registry::default(),
         };
+        r.register(
+            "config_reload_failures",
+            "SIGHUPs whose configuration file failed to load or build; the running configuration was kept",
+            m.config_reload_failures.clone(),
+        );
         r.register(
             "source_records_read",
             "Records fetched from Confluence, before deduplication",

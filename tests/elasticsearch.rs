@@ -442,7 +442,7 @@ async fn setup_installs_template_policy_and_dashboards() {
     let server = EsServer::start(EsOptions::default());
     let cfg = config(json!({"url": server.url, "kibana_url": server.url}));
     let (client, _) =
-        confluence_audit_forwarder::sink::elasticsearch::service::build_client(&cfg).unwrap();
+        confluence_audit_forwarder::sink::elasticsearch::client::build_client(&cfg).unwrap();
     let kibana = setup::KibanaTarget::from_config(&cfg).unwrap().unwrap();
     let report = setup::install(&client, &cfg, Some(&kibana)).await.unwrap();
     assert!(report.iter().any(|l| l.contains("Kibana")), "{report:?}");

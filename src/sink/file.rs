@@ -12,14 +12,68 @@
 //! The file may be rotated by renaming it (logrotate's default) or truncated
 //! (`copytruncate`): the sink notices a new inode or a shorter file, says so, and goes on
 //! appending to whatever is at `path` now.
+//!
+//! While the daemon runs, the sink holds an exclusive lock (`flock`) on its file: a second
+//! forwarder pointed at the same file refuses to start instead of interleaving lines and
+//! cutting the first one's tail.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{BatchOutcome, QueuedEvent, Sink, SinkError};
+use serde::Deserialize;
+
+use super::{BatchOutcome, BuildError, Purpose, QueuedEvent, Sink, SinkError};
+
+/// `[[sink]] type = "file"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The NDJSON file; its directory is created when missing.
+    pub path: PathBuf,
+}
+
+impl FileConfig {
+    /// The sink; for [`Purpose::Run`] with its file open and locked.
+    pub fn build(&self, purpose: Purpose) -> Result<FileSink, BuildError> {
+        let fail = |problem: String| BuildError {
+            key: "path".into(),
+            problem,
+        };
+        if self.path.as_os_str().is_empty() {
+            return Err(fail("must not be empty".into()));
+        }
+        if self.path.is_dir() {
+            return Err(fail(format!(
+                "{} is a directory; give a file",
+                self.path.display()
+            )));
+        }
+        if let Some(parent) = existing_ancestor(&self.path)
+            && !parent.is_dir()
+        {
+            return Err(fail(format!(
+                "{} is not a directory, so {} cannot be created",
+                parent.display(),
+                self.path.display()
+            )));
+        }
+        let mut sink = FileSink::new(self.path.clone());
+        if purpose == Purpose::Run {
+            sink.open_file().map_err(|e| fail(e.reason))?;
+        }
+        Ok(sink)
+    }
+}
+
+/// The nearest ancestor of `path` that exists.
+fn existing_ancestor(path: &Path) -> Option<&Path> {
+    path.ancestors()
+        .skip(1)
+        .find(|a| !a.as_os_str().is_empty() && a.exists())
+}
 
 /// The checkpoint of the file at `path`, `len` bytes long: the length (8 bytes, little
 /// endian) followed by the path's bytes.
@@ -70,6 +124,13 @@ impl FileSink {
             .append(true)
             .open(&self.path)
             .map_err(|e| self.io_err("open", e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(SinkError::new("locked", locked_by_other(&self.path, &file)));
+            }
+            Err(TryLockError::Error(e)) => return Err(self.io_err("lock", e)),
+        }
         let meta = file.metadata().map_err(|e| self.io_err("stat", e))?;
         self.identity = (meta.dev(), meta.ino());
         self.len = meta.len();
@@ -92,9 +153,46 @@ impl FileSink {
     }
 }
 
+/// Who holds `file`'s lock, as far as `/proc/locks` tells.
+fn locked_by_other(path: &Path, file: &File) -> String {
+    let holder = file
+        .metadata()
+        .ok()
+        .and_then(|m| lock_holder(m.ino()))
+        .map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .trim()
+                        .to_owned()
+                })
+                .unwrap_or_default();
+            format!(" by process {pid} ({cmd})")
+        })
+        .unwrap_or_default();
+    format!(
+        "{} is locked{holder}: another forwarder writes it; two writers of one file lose and duplicate events, so give each its own file",
+        path.display()
+    )
+}
+
+/// The process holding an `flock` on the file with inode `ino`.
+fn lock_holder(ino: u64) -> Option<u32> {
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let suffix = format!(":{ino}");
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"
+        (fields.get(1) == Some(&"FLOCK") && fields.get(5)?.ends_with(&suffix))
+            .then(|| fields.get(4)?.parse().ok())
+            .flatten()
+    })
+}
+
 impl Sink for FileSink {
     async fn open(&mut self, checkpoint: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, SinkError> {
-        self.open_file()?;
+        self.follow_rotation()?;
         let committed = checkpoint
             .as_deref()
             .and_then(|c| committed_len(c, &self.path));
@@ -178,6 +276,37 @@ mod tests {
             id: format!("id{seq}"),
             doc: doc.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn a_locked_file_names_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = FileConfig {
+            path: dir.path().join("out/events.ndjson"),
+        };
+        let _held = cfg.build(Purpose::Run).unwrap();
+        // Checking does not lock, so check-config works beside a running daemon.
+        cfg.build(Purpose::Check).unwrap();
+        let err = cfg
+            .build(Purpose::Run)
+            .err()
+            .expect("second writer refused");
+        assert_eq!(err.key, "path");
+        assert!(err.problem.contains("events.ndjson is locked"), "{err}");
+        assert!(
+            err.problem
+                .contains(&format!("by process {}", std::process::id())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_directory_is_not_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = FileConfig {
+            path: dir.path().to_owned(),
+        };
+        assert!(cfg.build(Purpose::Check).is_err());
     }
 
     #[tokio::test]

@@ -5,7 +5,20 @@
 
 use std::io::Write;
 
+use serde::Deserialize;
+
 use super::{BatchOutcome, QueuedEvent, Sink, SinkError};
+
+/// `[[sink]] type = "stdout"`: nothing to set beyond the keys every sink has.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutConfig {}
+
+impl StdoutConfig {
+    pub fn build(&self) -> StdoutSink {
+        StdoutSink
+    }
+}
 
 #[derive(Default)]
 pub struct StdoutSink;

@@ -5,13 +5,13 @@
 //! `check-config` and names its key, instead of surfacing later as failed deliveries (or,
 //! worse, as every document dead-lettered for a reason that is not the document's fault).
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-use crate::config::{Secret, resolve_secret};
+use crate::config::keys::Shape;
+use crate::config::{Secret, de_duration, resolve_secret};
 
 /// The data stream documents go to unless `data_stream` or `index` says otherwise: ECS
 /// naming (`type-dataset-namespace`), matched by the shipped index template.
@@ -61,42 +61,22 @@ pub struct ElasticsearchConfig {
 }
 
 /// `[sink.auth]`. Secrets come from the value itself, `*_env` or `*_file`.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EsAuthConfig {
     #[serde(rename = "type", default)]
     pub kind: EsAuthKind,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub password_env: Option<String>,
     pub password_file: Option<PathBuf>,
     /// The encoded API key Kibana shows (base64 of `id:key`), or `id:key` itself.
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     pub api_key_env: Option<String>,
     pub api_key_file: Option<PathBuf>,
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     pub token_env: Option<String>,
     pub token_file: Option<PathBuf>,
-}
-
-impl fmt::Debug for EsAuthConfig {
-    // Secrets never reach logs, even through `{:?}`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hide = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
-        f.debug_struct("EsAuthConfig")
-            .field("type", &self.kind)
-            .field("username", &self.username)
-            .field("password", &hide(&self.password))
-            .field("password_env", &self.password_env)
-            .field("password_file", &self.password_file)
-            .field("api_key", &hide(&self.api_key))
-            .field("api_key_env", &self.api_key_env)
-            .field("api_key_file", &self.api_key_file)
-            .field("token", &hide(&self.token))
-            .field("token_env", &self.token_env)
-            .field("token_file", &self.token_file)
-            .finish()
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -193,9 +173,12 @@ mod defaults {
     }
 }
 
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    crate::config::parse_duration(&s).map_err(serde::de::Error::custom)
+/// The keys of `type = "elasticsearch"` (see [`crate::config::keys`]).
+pub fn shape() -> Shape {
+    Shape::of::<ElasticsearchConfig>(vec![
+        ("auth", Shape::of::<EsAuthConfig>(vec![])),
+        ("tls", Shape::of::<EsTlsConfig>(vec![])),
+    ])
 }
 
 /// Most bulk requests in flight for one sink.
@@ -377,17 +360,11 @@ fn encode_api_key(key: &Secret) -> Result<Secret, String> {
 /// An http(s) base URL; its path gets a trailing slash so that API paths are joined below
 /// it (a cluster behind a reverse proxy at `/es/`).
 pub fn parse_http_url(s: &str) -> Result<url::Url, String> {
-    let mut url = url::Url::parse(s)
-        .map_err(|e| format!("{s:?} is not a URL like \"https://es.example.com:9200\" ({e})"))?;
-    if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(format!("{s:?} must be an http:// or https:// URL"));
-    }
-    if url.host().is_none() {
-        return Err(format!("{s:?} has no host"));
-    }
-    if url.query().is_some() || !url.username().is_empty() || url.password().is_some() {
+    let mut url = crate::config::check_http_url(s, "[sink.auth]")?;
+    if url.query().is_some() {
         return Err(format!(
-            "{s:?}: no query or user:password in the URL; use [sink.auth]"
+            "{:?}: no query in the URL",
+            crate::config::redact_url(s)
         ));
     }
     if !url.path().ends_with('/') {

@@ -18,10 +18,11 @@
 //!   stream rollover (seconds, against a rollover per month) could index a document twice;
 //!   `event.id` still identifies it.
 //!
-//! [`config`] holds the settings, [`encoder`] the `_bulk` wire format and per-item rules,
-//! [`service`] the transport and the health check, [`setup`] the index template, ILM policy
+//! [`config`] holds the settings, [`client`] the official client built from them, [`encoder`]
+//! the `_bulk` wire format and per-item rules, [`service`] the sink and the health check, [`setup`] the index template, ILM policy
 //! and Kibana objects shipped in `deploy/`.
 
+pub mod client;
 pub mod config;
 pub mod encoder;
 pub mod service;
@@ -29,3 +30,13 @@ pub mod setup;
 
 pub use config::ElasticsearchConfig;
 pub use service::ElasticsearchSink;
+
+use super::BuildError;
+
+impl ElasticsearchConfig {
+    /// The sink: every setting checked, secrets resolved, PEM files loaded, client built.
+    pub fn build(&self, name: &str) -> Result<ElasticsearchSink, BuildError> {
+        self.validate()?;
+        ElasticsearchSink::new(name.to_owned(), self.clone())
+    }
+}

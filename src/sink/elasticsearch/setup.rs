@@ -6,15 +6,13 @@
 //! aggregate. The shipped JSON in `deploy/` is the single source: embedded here, readable
 //! and importable by hand for those who manage templates with their own tooling.
 
-use std::path::PathBuf;
-
 use elasticsearch::Elasticsearch;
 use elasticsearch::http::Method;
 use elasticsearch::http::headers::HeaderMap;
 use serde_json::Value;
 
+pub use super::client::build_client;
 use super::config::{DEFAULT_DATA_STREAM, ElasticsearchConfig, Target};
-use super::service::build_client;
 
 /// `deploy/elasticsearch/index-template.json`: ECS mappings for every field the normalizer
 /// writes, `confluence.*` included; `dynamic: false`, so nothing is ever guessed.
@@ -268,57 +266,6 @@ pub async fn import_kibana(k: &KibanaTarget) -> Result<String, SetupError> {
         "imported {} Kibana saved objects (dashboards \"Soteri findings\" and \"Confluence admin activity\")",
         v["successCount"]
     ))
-}
-
-/// `setup …`: one subcommand per destination that needs setting up.
-#[derive(clap::Subcommand)]
-pub enum SetupCommand {
-    /// Install the index template, ILM policy and (with kibana_url) the Kibana dashboards for
-    /// an Elasticsearch sink.
-    Elasticsearch {
-        #[arg(long, default_value = crate::config::DEFAULT_PATH)]
-        config: PathBuf,
-        /// The sink to set up (default: the only elasticsearch sink).
-        #[arg(long)]
-        sink: Option<String>,
-    },
-}
-
-impl SetupCommand {
-    pub async fn run(self) -> anyhow::Result<()> {
-        let SetupCommand::Elasticsearch { config, sink } = self;
-        let cfg = crate::config::Config::load(&config)?;
-        let candidates: Vec<(&str, &ElasticsearchConfig)> = cfg
-            .sink
-            .iter()
-            .filter_map(|s| match &s.kind {
-                crate::config::SinkKind::Elasticsearch(es) => Some((s.name.as_str(), &**es)),
-                _ => None,
-            })
-            .filter(|(n, _)| sink.as_deref().is_none_or(|want| want == *n))
-            .collect();
-        let (name, es) = match candidates.as_slice() {
-            [one] => *one,
-            [] => anyhow::bail!(
-                "{}: no elasticsearch sink{}",
-                config.display(),
-                sink.map(|s| format!(" named {s:?}")).unwrap_or_default()
-            ),
-            _ => anyhow::bail!(
-                "{}: several elasticsearch sinks; choose one with --sink",
-                config.display()
-            ),
-        };
-        let (client, _) = build_client(es).map_err(|e| anyhow::anyhow!("sink {name:?}: {e}"))?;
-        let kibana = KibanaTarget::from_config(es)?;
-        if kibana.is_none() {
-            eprintln!("sink {name:?}: no kibana_url; skipping the dashboards");
-        }
-        for line in install(&client, es, kibana.as_ref()).await? {
-            println!("sink {name:?}: {line}");
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Deserializer};
 
-use crate::config::{Secret, parse_duration, resolve_secret};
+use crate::config::keys::Shape;
+use crate::config::{Secret, de_duration, resolve_secret};
 
 /// `[[sink]] type = "kafka"`.
 #[derive(Clone, Deserialize)]
@@ -44,9 +45,13 @@ pub struct KafkaConfig {
     /// SASL user name (`sasl.username`).
     pub sasl_username: Option<String>,
     /// SASL password (`sasl.password`): prefer `sasl_password_env` or `sasl_password_file`.
-    pub sasl_password: Option<String>,
+    pub sasl_password: Option<Secret>,
     pub sasl_password_env: Option<String>,
     pub sasl_password_file: Option<PathBuf>,
+    /// Password of the TLS client key (`ssl.key.password`), for `ssl.key.location`.
+    pub ssl_key_password: Option<Secret>,
+    pub ssl_key_password_env: Option<String>,
+    pub ssl_key_password_file: Option<PathBuf>,
     /// Any librdkafka property, passed through as is.
     #[serde(default, deserialize_with = "de_properties")]
     pub librdkafka: BTreeMap<String, String>,
@@ -93,6 +98,14 @@ const OWNED_PROPERTIES: &[(&str, &str)] = &[
     ("compression.type", "use `compression`"),
     ("compression.codec", "use `compression`"),
     ("message.timeout.ms", "use `delivery_timeout`"),
+    (
+        "sasl.password",
+        "use `sasl_password` (or its _env / _file form)",
+    ),
+    (
+        "ssl.key.password",
+        "use `ssl_key_password` (or its _env / _file form)",
+    ),
     ("delivery.timeout.ms", "use `delivery_timeout`"),
 ];
 
@@ -103,6 +116,12 @@ impl KafkaConfig {
         let fail = |k: &str, p: String| Err((k.to_owned(), p));
         if self.brokers.split(',').all(|b| b.trim().is_empty()) {
             return fail("brokers", "must name at least one host:port".into());
+        }
+        if self.brokers.contains('@') {
+            return fail(
+                "brokers",
+                "holds credentials: give host:port only, and the credentials in sasl_username and sasl_password".into(),
+            );
         }
         check_topic("topic", &self.topic)?;
         if let Some(t) = &self.alerts_topic {
@@ -151,6 +170,17 @@ impl KafkaConfig {
         .transpose()
     }
 
+    /// The TLS client key's password, from its value, `ssl_key_password_env` or `_file`.
+    pub fn ssl_key_password(&self) -> Result<Option<Secret>, (String, String)> {
+        resolve_secret(
+            "ssl_key_password",
+            &self.ssl_key_password,
+            &self.ssl_key_password_env,
+            &self.ssl_key_password_file,
+        )
+        .transpose()
+    }
+
     /// The producer's librdkafka configuration: the user's properties, then the ones the
     /// delivery guarantee depends on.
     pub fn client_config(&self) -> Result<ClientConfig, (String, String)> {
@@ -164,6 +194,9 @@ impl KafkaConfig {
         if let Some(password) = self.sasl_password()? {
             crate::logsafe::register_credential(password.expose());
             c.set("sasl.password", password.expose());
+        }
+        if let Some(password) = self.ssl_key_password()? {
+            c.set("ssl.key.password", password.expose());
         }
         let timeout_ms = self.delivery_timeout.as_millis().min(i32::MAX as u128);
         c.set("bootstrap.servers", self.brokers.trim())
@@ -199,20 +232,23 @@ pub fn is_secret_property(key: &str) -> bool {
         || k.ends_with(".key")
 }
 
-/// librdkafka echoes property values in some errors: never let a secret through.
+/// librdkafka quotes property values in some errors ("Invalid value \"…\" for configuration
+/// property …"): no value is echoed, whatever its key (a mistyped secret property is not
+/// recognisably secret).
 fn redact_error(msg: &str, cfg: &KafkaConfig) -> String {
     let mut out = msg.to_owned();
-    let mut secrets: Vec<String> = cfg
-        .librdkafka
-        .iter()
-        .filter(|(k, _)| is_secret_property(k))
-        .map(|(_, v)| v.clone())
-        .collect();
-    if let Ok(Some(p)) = cfg.sasl_password() {
-        secrets.push(p.expose().to_owned());
+    let mut values: Vec<String> = cfg.librdkafka.values().cloned().collect();
+    for secret in [cfg.sasl_password(), cfg.ssl_key_password()] {
+        if let Ok(Some(p)) = secret {
+            values.push(p.expose().to_owned());
+        }
     }
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(s.as_str(), "<redacted>");
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for v in values.iter().filter(|v| !v.is_empty()) {
+        out = out.replace(&format!("\"{v}\""), "\"<value not shown>\"");
+        if v.len() >= 4 {
+            out = out.replace(v.as_str(), "<value not shown>");
+        }
     }
     out
 }
@@ -260,12 +296,12 @@ impl fmt::Debug for KafkaConfig {
             .field("replication_factor", &self.replication_factor)
             .field("delivery_timeout", &self.delivery_timeout)
             .field("sasl_username", &self.sasl_username)
-            .field(
-                "sasl_password",
-                &self.sasl_password.as_ref().map(|_| "<redacted>"),
-            )
+            .field("sasl_password", &self.sasl_password)
             .field("sasl_password_env", &self.sasl_password_env)
             .field("sasl_password_file", &self.sasl_password_file)
+            .field("ssl_key_password", &self.ssl_key_password)
+            .field("ssl_key_password_env", &self.ssl_key_password_env)
+            .field("ssl_key_password_file", &self.ssl_key_password_file)
             .field("librdkafka", &librdkafka)
             .finish()
     }
@@ -284,9 +320,9 @@ mod defaults {
     }
 }
 
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
+/// The keys of `type = "kafka"`; `librdkafka` holds librdkafka's own properties.
+pub fn shape() -> Shape {
+    Shape::of::<KafkaConfig>(vec![("librdkafka", Shape::Open)])
 }
 
 /// A property value as TOML (or the `config` crate) may hand it over.
@@ -344,8 +380,28 @@ mod tests {
             sasl_password: None,
             sasl_password_env: None,
             sasl_password_file: None,
+            ssl_key_password: None,
+            ssl_key_password_env: None,
+            ssl_key_password_file: None,
             librdkafka: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn secrets_have_keys_of_their_own_not_passthrough_properties() {
+        let mut c = base();
+        c.librdkafka
+            .insert("ssl.key.password".into(), "hunter2".into());
+        let (key, problem) = c.validate().unwrap_err();
+        assert_eq!(key, "librdkafka.\"ssl.key.password\"");
+        assert!(problem.contains("ssl_key_password"), "{problem}");
+        assert!(!problem.contains("hunter2"), "{problem}");
+        c.librdkafka.clear();
+        c.ssl_key_password = Some(Secret::new("hunter2"));
+        assert_eq!(
+            c.client_config().unwrap().get("ssl.key.password"),
+            Some("hunter2")
+        );
     }
 
     #[test]
@@ -392,11 +448,8 @@ mod tests {
     #[test]
     fn debug_redacts_every_secret() {
         let mut c = base();
-        c.sasl_password = Some("hunter2-inline".into());
-        c.librdkafka
-            .insert("sasl.password".into(), "hunter2-passthrough".into());
-        c.librdkafka
-            .insert("ssl.key.password".into(), "hunter2-key".into());
+        c.sasl_password = Some(Secret::new("hunter2-inline"));
+        c.ssl_key_password = Some(Secret::new("hunter2-key"));
         c.librdkafka.insert(
             "sasl.oauthbearer.client.secret".into(),
             "hunter2-oauth".into(),

@@ -19,3 +19,13 @@ pub mod service;
 
 pub use config::KafkaConfig;
 pub use service::KafkaSink;
+
+use super::BuildError;
+
+impl KafkaConfig {
+    /// The sink: every setting checked, librdkafka's properties parsed by librdkafka itself
+    /// (the producer connects on first use).
+    pub fn build(&self, name: &str) -> Result<KafkaSink, BuildError> {
+        Ok(KafkaSink::new(name.to_owned(), self.clone())?)
+    }
+}

@@ -23,8 +23,43 @@
 
 pub mod config;
 pub mod encoder;
+pub mod event;
 pub mod payload;
 pub mod service;
 
 pub use config::SyslogConfig;
 pub use service::SyslogSink;
+
+use std::sync::Arc;
+
+use super::BuildError;
+use config::Transport;
+
+impl SyslogConfig {
+    /// The sink: every setting checked and, for `tls://`, the certificates and key loaded.
+    pub fn build(
+        &self,
+        name: &str,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<SyslogSink, BuildError> {
+        self.validate()?;
+        let endpoint = self.endpoint().map_err(|p| BuildError {
+            key: "address".into(),
+            problem: p,
+        })?;
+        if endpoint.transport == Transport::Tls {
+            service::tls_client_config(&self.tls).map_err(|e| BuildError {
+                key: format!("tls.{}", e.key),
+                problem: e.problem,
+            })?;
+            service::server_name(&self.tls, &endpoint).map_err(|p| BuildError {
+                key: "tls.server_name".into(),
+                problem: p,
+            })?;
+        }
+        SyslogSink::new(name.to_owned(), self.clone(), metrics).map_err(|p| BuildError {
+            key: "address".into(),
+            problem: p,
+        })
+    }
+}

@@ -36,7 +36,7 @@
 use std::borrow::Cow;
 
 use super::config::Severity;
-use super::encoder::{EcsEvent, is_line_breaking};
+use super::event::{EcsEvent, is_line_breaking};
 
 /// CEF severity (0–10) for a syslog severity.
 pub fn cef_severity(s: Severity) -> u8 {
