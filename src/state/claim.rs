@@ -107,8 +107,14 @@ pub fn open_checked(
         Found::Present => Some(Store::open(dir, sinks)?),
         Found::Missing | Found::Empty => None,
     };
+    // A destination another process holds locked is that writer's: the sink's own lock check
+    // refuses it, naming the holder. Its claim is neither judged nor taken over.
+    let destinations: Vec<&Destination> = destinations
+        .iter()
+        .filter(|d| !locked_elsewhere(&d.path))
+        .collect();
     let mut conflicts = Vec::new();
-    for d in destinations {
+    for d in &destinations {
         conflicts.extend(examine(d, existing.as_ref())?);
     }
     if !conflicts.is_empty() {
@@ -141,6 +147,17 @@ pub fn open_checked(
         write_claim(d, &store)?;
     }
     Ok(store)
+}
+
+/// Whether another open file holds a lock on `path` (a running forwarder's file sink does).
+fn locked_elsewhere(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    matches!(
+        file.try_lock_shared(),
+        Err(std::fs::TryLockError::WouldBlock)
+    )
 }
 
 /// What `destination` shows that `store` (`None`: no store yet) does not know, if anything.

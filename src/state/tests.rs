@@ -465,3 +465,34 @@ fn a_store_file_deleted_or_replaced_under_an_open_store_is_noticed() {
     store.check_file();
     assert!(store.file_watch().lost().unwrap().contains("replaced"));
 }
+
+#[test]
+fn a_destination_locked_by_a_running_writer_is_left_to_that_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let dests = file_sink(dir.path());
+    std::fs::create_dir_all(dir.path().join("out")).unwrap();
+    std::fs::write(&dests[0].path, "another forwarder's line\n").unwrap();
+    let holder = std::fs::File::open(&dests[0].path).unwrap();
+    holder.lock().unwrap();
+    // Not judged here (the sink's lock check names the holder), and not claimed either.
+    drop(
+        open_checked(
+            &dir.path().join("state"),
+            &sinks(),
+            &dests,
+            NewState::Refuse,
+        )
+        .unwrap(),
+    );
+    assert!(!claim_path(&dests[0].path).exists());
+    drop(holder);
+    assert!(matches!(
+        open_checked(
+            &dir.path().join("state"),
+            &sinks(),
+            &dests,
+            NewState::Refuse
+        ),
+        Err(StateError::Refused(_))
+    ));
+}
