@@ -14,6 +14,7 @@ use crate::daemon::Daemon;
 use crate::lifecycle::Exit;
 use crate::logsafe::RedactingWriter;
 use crate::normalize::{self, Api, NormalizeOptions};
+use crate::state::NewState;
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +36,11 @@ enum Command {
         /// How long sinks may drain on shutdown.
         #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
         drain_timeout: Duration,
+        /// Start over deliberately with a state store that is missing, emptied or replaced,
+        /// although a sink's destination holds earlier deliveries (they are kept; new ones are
+        /// appended). Without it the daemon refuses to start (exit code 3).
+        #[arg(long)]
+        accept_new_state: bool,
     },
     /// One full poll cycle of every source, drain every sink, exit (cron, tests).
     Once {
@@ -47,6 +53,11 @@ enum Command {
         /// naming each source that did not finish (what was queued stays queued).
         #[arg(long, default_value = "10m", value_parser = config::parse_duration)]
         timeout: Duration,
+        /// Start over deliberately with a state store that is missing, emptied or replaced,
+        /// although a sink's destination holds earlier deliveries (they are kept; new ones are
+        /// appended). Without it the daemon refuses to start (exit code 3).
+        #[arg(long)]
+        accept_new_state: bool,
     },
     /// Validate a configuration file; on error name the file, key and problem.
     CheckConfig {
@@ -123,6 +134,12 @@ enum DlqAction {
     },
 }
 
+/// Exit code: the daemon refused to start because the state store is new to a destination
+/// that holds earlier deliveries (see `--accept-new-state`).
+pub const EXIT_STATE_REFUSED: u8 = 3;
+/// Exit code: the state store file cannot be read (corrupt, not a store).
+pub const EXIT_STATE_UNREADABLE: u8 = 4;
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -130,8 +147,27 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            exit_code_for(&e)
         }
+    }
+}
+
+/// Operators (and service managers) tell a state store problem from other failures by the
+/// exit code: both need a person, so a restart loop does not help.
+fn exit_code_for(e: &anyhow::Error) -> ExitCode {
+    use crate::state::StateError;
+    match e.chain().find_map(|c| c.downcast_ref::<StateError>()) {
+        Some(StateError::Refused(_)) => ExitCode::from(EXIT_STATE_REFUSED),
+        Some(StateError::Unreadable { .. }) => ExitCode::from(EXIT_STATE_UNREADABLE),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+fn new_state(accept: bool) -> NewState {
+    if accept {
+        NewState::Accept
+    } else {
+        NewState::Refuse
     }
 }
 
@@ -159,18 +195,24 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run {
             config,
             drain_timeout,
+            accept_new_state,
         } => {
             let cfg = load_with_logging(&config)?;
-            run_until_stopped(cfg, drain_timeout)
+            run_until_stopped(cfg, drain_timeout, new_state(accept_new_state))
         }
         Command::Once {
             config,
             drain_timeout,
             timeout,
+            accept_new_state,
         } => {
             let cfg = load_with_logging(&config)?;
-            let report = runtime()?
-                .block_on(async { Daemon::open(cfg)?.once(timeout, drain_timeout).await })?;
+            let new_state = new_state(accept_new_state);
+            let report = runtime()?.block_on(async {
+                Daemon::open_with(cfg, new_state)?
+                    .once(timeout, drain_timeout)
+                    .await
+            })?;
             eprintln!(
                 "once: {} records read, {} new events queued, {} dead letters",
                 report.records_read, report.events_queued, report.dead_letters
@@ -222,17 +264,24 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 /// `run`: start, and on each SIGHUP (whose file the running daemon checked) drain and
 /// start again with the new file. A file that fails after all, or a new configuration that
 /// cannot start, keeps (or goes back to) the previous one: a reload never ends the daemon.
-fn run_until_stopped(mut cfg: Config, drain_timeout: Duration) -> anyhow::Result<ExitCode> {
+fn run_until_stopped(
+    mut cfg: Config,
+    drain_timeout: Duration,
+    mut new_state: NewState,
+) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let mut previous: Option<Config> = None;
     // Reload failures found between two daemons, counted by the next one's metrics.
     let mut failed_reloads = 0;
     loop {
         let ran = rt.block_on(async {
-            let daemon = Daemon::open(cfg.clone())?;
+            let daemon = Daemon::open_with(cfg.clone(), new_state)?;
             daemon.metrics.config_reload_failures.inc_by(failed_reloads);
             daemon.run(drain_timeout).await
         });
+        // `--accept-new-state` accepted the store found at start, not whatever a reload may
+        // find (a store deleted meanwhile is refused).
+        new_state = NewState::Refuse;
         failed_reloads = 0;
         match ran {
             Ok(Exit::Stop) => return Ok(ExitCode::SUCCESS),
@@ -439,7 +488,16 @@ fn dlq(action: DlqAction) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The existing store (`dlq` never creates one: a new store would later be taken for a
+/// replaced one).
 fn open_store(cfg: &Config) -> anyhow::Result<crate::state::Store> {
+    let path = cfg.state.dir.join(crate::state::STORE_FILE);
+    if crate::state::inspect(&path)? != crate::state::Found::Present {
+        anyhow::bail!(
+            "{}: no state store here (missing or empty); nothing to show or replay",
+            path.display()
+        );
+    }
     let names: Vec<String> = cfg.sink.iter().map(|s| s.name.clone()).collect();
     crate::state::Store::open(&cfg.state.dir, &names).with_context(|| {
         format!(

@@ -19,10 +19,9 @@ use crate::metrics::Metrics;
 use crate::normalize::NormalizeOptions;
 use crate::server::Health;
 use crate::sink::worker::{SinkStatus, WorkerContext};
-use crate::sink::{BuildContext, Purpose, WorkerRun};
+use crate::sink::{BuildContext, Purpose, SinkKind, WorkerRun};
 use crate::source::{Source, SourceStatus};
-use crate::state::Store;
-use crate::state::blocking;
+use crate::state::{Destination, FILE_CHECK_EVERY, NewState, Store, blocking, open_checked};
 
 /// Everything a running daemon shares between its tasks.
 pub struct Daemon {
@@ -38,11 +37,23 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Open the state store and get ready; starts nothing yet.
+    /// Open the state store and get ready; starts nothing yet. Refuses to start when a
+    /// destination holds deliveries the store does not know of (see [`open_checked`]).
     pub fn open(config: Config) -> anyhow::Result<Daemon> {
+        Self::open_with(config, NewState::Refuse)
+    }
+
+    /// [`Daemon::open`], saying what to do with a store that is new to a destination
+    /// (`--accept-new-state`: [`NewState::Accept`]).
+    pub fn open_with(config: Config, new_state: NewState) -> anyhow::Result<Daemon> {
         let sink_names: Vec<String> = config.sink.iter().map(|s| s.name.clone()).collect();
-        let store = Store::open(&config.state.dir, &sink_names)
-            .with_context(|| format!("opening state in {}", config.state.dir.display()))?;
+        let store = open_checked(
+            &config.state.dir,
+            &sink_names,
+            &local_destinations(&config),
+            new_state,
+        )
+        .with_context(|| format!("opening state in {}", config.state.dir.display()))?;
         for orphan in store.known_sinks()? {
             if !sink_names.contains(&orphan) {
                 let st = store.queue_stats(&orphan)?;
@@ -166,6 +177,7 @@ impl Daemon {
             "running"
         );
         let watchdog = systemd_ready();
+        let store_check = tokio::spawn(check_store_file(self.store.clone()));
         let exit = loop {
             tokio::select! {
             exit = signal() => {
@@ -197,6 +209,9 @@ impl Daemon {
         if let Some(w) = watchdog {
             w.abort();
         }
+        // Its store handle must be gone before a reload opens the store again.
+        store_check.abort();
+        let _ = store_check.await;
         tracing::info!(
             ?exit,
             ?drain_timeout,
@@ -236,6 +251,7 @@ impl Daemon {
                 .collect(),
             sinks: self.sinks.clone(),
             sink_failure_grace: self.config.server.sink_failure_grace,
+            store_file: self.store.file_watch(),
             started: std::time::Instant::now(),
         });
         let (local, task) = crate::server::serve(addr, health)
@@ -339,6 +355,31 @@ pub struct OnceReport {
     pub dead_letters: u64,
     pub source_errors: Vec<String>,
     pub undelivered: Vec<String>,
+}
+
+/// The files sinks append to on this machine: they carry the store's claim.
+fn local_destinations(config: &Config) -> Vec<Destination> {
+    config
+        .sink
+        .iter()
+        .filter_map(|s| match &s.kind {
+            SinkKind::File(file) => Some(Destination {
+                sink: s.name.clone(),
+                path: file.path.clone(),
+                checkpoint_covers: |c, p| crate::sink::file::committed_len(c, p).is_some(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Notice the store file being deleted or replaced under the running daemon (readiness).
+async fn check_store_file(store: Store) {
+    let mut tick = tokio::time::interval(FILE_CHECK_EVERY);
+    loop {
+        tick.tick().await;
+        store.check_file();
+    }
 }
 
 /// Tell systemd (`Type=notify`) we are up, and keep its watchdog fed while the runtime

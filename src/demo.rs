@@ -44,6 +44,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&state);
     let events_file = opts.out.join("events.ndjson");
     let _ = std::fs::remove_file(&events_file);
+    let _ = std::fs::remove_file(crate::state::claim_path(&events_file));
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
     let config_path = opts.out.join("demo-config.toml");

@@ -22,6 +22,9 @@
 //! - [`state`]: the durable store (one redb file). In one transaction it enqueues a window's
 //!   documents for every sink and advances the source's cursor, so a crash anywhere re-reads a
 //!   window rather than losing or half-writing it. Also holds per-sink queues and dead letters.
+//!   The store has an identity, and each file sink's output carries a claim naming the store
+//!   that writes it (`state/identity.rs`, `state/claim.rs`): a missing, emptied or replaced
+//!   store is refused before it delivers anything twice, a corrupted one is a clear error.
 //!   Transactions reach the disk in order, grouped: fsync'd at most every 200 ms and whenever a
 //!   caller goes idle or stops.
 //! - [`sink`]: one worker per sink drains its own queue in batches, delivers, retries with

@@ -19,6 +19,7 @@ use serde_json::json;
 use crate::metrics::Metrics;
 use crate::sink::worker::SinkStatus;
 use crate::source::SourceStatus;
+use crate::state::FileWatch;
 
 /// What the endpoints look at.
 pub struct Health {
@@ -28,15 +29,23 @@ pub struct Health {
     pub sinks: Vec<(String, Arc<SinkStatus>)>,
     /// A sink failing for longer than this makes the daemon unready.
     pub sink_failure_grace: Duration,
+    /// A store whose file was deleted or replaced makes the daemon unready.
+    pub store_file: Arc<FileWatch>,
     pub started: Instant,
 }
 
 impl Health {
     /// Ready when every source's last poll cycle succeeded, within three poll intervals
     /// (plus a minute for slow answers; at start, within that long of starting), and no sink
-    /// fails for longer than the grace. Returns the reasons it is not.
+    /// fails for longer than the grace, and the state store file is still in place. Returns
+    /// the reasons it is not.
     pub fn unready_reasons(&self) -> Vec<String> {
         let mut reasons = Vec::new();
+        if let Some(lost) = self.store_file.lost() {
+            reasons.push(format!(
+                "state store: {lost}; everything it holds is lost when the daemon stops"
+            ));
+        }
         for (name, status, interval) in &self.sources {
             let bound = *interval * 3 + Duration::from_secs(60);
             let (last_ok, last_err) = status.get();

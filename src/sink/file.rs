@@ -5,6 +5,10 @@
 //! on start that tail is cut, and the queue — which still holds those entries — writes them
 //! again. So every document is in the file exactly once.
 //!
+//! The checkpoint names the file it measures (see [`encode_checkpoint`]): a checkpoint of
+//! another path (the sink's `path` changed) never cuts this file. Which state store writes the
+//! file is recorded next to it, in its claim (`crate::state::claim`).
+//!
 //! The file may be rotated by renaming it (logrotate's default) or truncated
 //! (`copytruncate`): the sink notices a new inode or a shorter file, says so, and goes on
 //! appending to whatever is at `path` now.
@@ -15,6 +19,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -68,6 +73,24 @@ fn existing_ancestor(path: &Path) -> Option<&Path> {
     path.ancestors()
         .skip(1)
         .find(|a| !a.as_os_str().is_empty() && a.exists())
+}
+
+/// The checkpoint of the file at `path`, `len` bytes long: the length (8 bytes, little
+/// endian) followed by the path's bytes.
+pub fn encode_checkpoint(path: &Path, len: u64) -> Vec<u8> {
+    let path = path.as_os_str().as_bytes();
+    let mut out = Vec::with_capacity(8 + path.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(path);
+    out
+}
+
+/// The committed length a checkpoint holds for the file at `path`: `None` when it is not a
+/// file sink checkpoint or measures another path. A bare length (8 bytes, written before
+/// checkpoints named their file) is taken to measure `path`.
+pub fn committed_len(checkpoint: &[u8], path: &Path) -> Option<u64> {
+    let (len, named) = checkpoint.split_first_chunk::<8>()?;
+    (named.is_empty() || named == path.as_os_str().as_bytes()).then(|| u64::from_le_bytes(*len))
 }
 
 pub struct FileSink {
@@ -172,8 +195,13 @@ impl Sink for FileSink {
         self.follow_rotation()?;
         let committed = checkpoint
             .as_deref()
-            .and_then(|c| <[u8; 8]>::try_from(c).ok())
-            .map(u64::from_le_bytes);
+            .and_then(|c| committed_len(c, &self.path));
+        if checkpoint.is_some() && committed.is_none() {
+            tracing::info!(
+                path = %self.path.display(),
+                "the stored checkpoint measures another file (the sink's path changed); starting at the end of this one"
+            );
+        }
         match committed {
             Some(c) if self.len > c => {
                 tracing::warn!(
@@ -197,7 +225,7 @@ impl Sink for FileSink {
             Some(_) => {}
             // First start: record where the file begins, before anything is written, so
             // that a crash before the first acknowledgement can be cut back to it.
-            None => return Ok(Some(self.len.to_le_bytes().to_vec())),
+            None => return Ok(Some(encode_checkpoint(&self.path, self.len))),
         }
         Ok(None)
     }
@@ -222,7 +250,7 @@ impl Sink for FileSink {
                 self.file = Some(file);
                 self.len += n;
                 Ok(BatchOutcome {
-                    checkpoint: Some(self.len.to_le_bytes().to_vec()),
+                    checkpoint: Some(encode_checkpoint(&self.path, self.len)),
                     ..BatchOutcome::all_delivered(batch.len())
                 })
             }
@@ -292,10 +320,7 @@ mod tests {
             .await
             .unwrap();
         let committed = out.checkpoint.clone().unwrap();
-        assert_eq!(
-            u64::from_le_bytes(committed.clone().try_into().unwrap()),
-            16
-        );
+        assert_eq!(committed_len(&committed, &path), Some(16));
         // A batch written but never acknowledged (the process died before the state commit).
         sink.deliver(&[ev(3, "{\"a\":3}")]).await.unwrap();
         drop(sink);
@@ -337,7 +362,7 @@ mod tests {
         std::fs::rename(&path, dir.path().join("events.ndjson.1")).unwrap();
         let out = sink.deliver(&[ev(2, "two")]).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
-        assert_eq!(out.checkpoint.unwrap(), 4u64.to_le_bytes().to_vec());
+        assert_eq!(out.checkpoint.unwrap(), encode_checkpoint(&path, 4));
         assert_eq!(
             std::fs::read_to_string(dir.path().join("events.ndjson.1")).unwrap(),
             "one\n"
@@ -355,5 +380,20 @@ mod tests {
             .unwrap();
         sink.deliver(&[ev(1, "y")]).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "x\ny\n");
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_of_another_path_never_cuts_this_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.ndjson");
+        let path = dir.path().join("events.ndjson");
+        std::fs::write(&path, "kept\nkept too\n").unwrap();
+        let mut sink = FileSink::new(path.clone());
+        let start = sink.open(Some(encode_checkpoint(&old, 3))).await.unwrap();
+        assert_eq!(start, Some(encode_checkpoint(&path, 14)));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "kept\nkept too\n");
+        assert_eq!(committed_len(&encode_checkpoint(&old, 3), &old), Some(3));
+        assert_eq!(committed_len(&3u64.to_le_bytes(), &old), Some(3));
+        assert_eq!(committed_len(b"short", &old), None);
     }
 }

@@ -7,6 +7,11 @@
 //! enqueued for every sink and the cursor moves past them in one ACID transaction. A crash
 //! before that commit re-reads the window; after it, nothing needs the source again.
 //!
+//! The store knows itself: it has an identity created with it (`identity.rs`), and every
+//! local destination records which store writes it (`claim.rs`), so a store that is missing,
+//! emptied or replaced is noticed before it delivers again what a destination already holds,
+//! and a store file deleted under a running daemon is noticed too ([`Store::check_file`]).
+//!
 //! Sinks drain their own queue ([`Store::peek`] then [`Store::ack`]), so a slow or dead sink
 //! only grows its own queue; [`Store::ack`] deletes delivered entries, moves rejected ones to
 //! the dead-letter queue and stores the sink's checkpoint in one transaction too.
@@ -20,6 +25,9 @@
 //! delivered again (the file sink cuts its file back to the checkpoint that survived; the
 //! others deduplicate on `event.id`). Nothing acknowledged to Confluence's side depends on it.
 
+mod claim;
+mod error;
+mod identity;
 mod queue;
 
 use std::collections::HashMap;
@@ -32,7 +40,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::normalize::ContentHash;
 
+pub use claim::{Destination, NewState, Refusal, claim_path, open_checked};
+pub use error::StateError;
+pub use identity::{FILE_CHECK_EVERY, FileWatch, Found, StoreIdentity, inspect};
 pub use queue::{DeadLetter, QueueStats, QueuedEvent};
+
+/// The store's file name inside `state.dir`.
+pub const STORE_FILE: &str = "state.redb";
 
 /// Longest time a committed transaction may stay non-durable while more are coming.
 pub const SYNC_EVERY: Duration = Duration::from_millis(200);
@@ -65,54 +79,6 @@ pub async fn blocking<T: Send + 'static>(
     }
     result
 }
-
-/// A state store error, with what the store was doing.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("state store {path}: {source}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: redb::DatabaseError,
-    },
-    #[error("state directory {path}: {source}")]
-    Dir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("state store: {0}")]
-    Db(#[from] redb::Error),
-    #[error("state store: corrupt {what}: {problem}")]
-    Corrupt { what: String, problem: String },
-}
-
-impl StateError {
-    /// The store hit an I/O error (disk full, read-only, failing disk). redb refuses every
-    /// later operation until the file is reopened, so the process must restart.
-    pub fn is_io(&self) -> bool {
-        matches!(
-            self,
-            StateError::Db(redb::Error::Io(_) | redb::Error::PreviousIo)
-                | StateError::Dir { .. }
-                | StateError::Open { .. }
-        )
-    }
-}
-
-macro_rules! db_err_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StateError {
-            fn from(e: $t) -> Self { StateError::Db(e.into()) }
-        }
-    )*};
-}
-db_err_from!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
 
 /// Where a source stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,9 +128,14 @@ pub struct Store {
 struct Inner {
     db: Database,
     path: PathBuf,
+    identity: StoreIdentity,
+    /// The file the store was opened from, to notice it being deleted or replaced.
+    file: identity::FileId,
     sinks: Vec<String>,
     /// Set once an I/O error broke the store; see [`Store::failed`].
     failed: std::sync::Mutex<Option<String>>,
+    /// Set once the store file left its path; see [`Store::check_file`].
+    file_watch: Arc<FileWatch>,
     failed_notify: tokio::sync::Notify,
     sync: Mutex<SyncState>,
 }
@@ -209,28 +180,29 @@ impl Drop for Inner {
 }
 
 impl Store {
-    /// Open (or create) the store in `dir` for the configured sinks.
+    /// Open (or create) the store in `dir` for the configured sinks. A file that is not a
+    /// store is [`StateError::Unreadable`]; [`open_checked`] also checks the destinations.
     pub fn open(dir: &Path, sinks: &[String]) -> Result<Store, StateError> {
         std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
             path: dir.to_owned(),
             source,
         })?;
-        let path = dir.join("state.redb");
-        // redb caches up to 1 GiB by default; the hot data (queue heads, recent counts) is
-        // small, and the process must stay small.
-        let db = redb::Builder::new()
-            .set_cache_size(8 << 20)
-            .create(&path)
-            .map_err(|source| StateError::Open {
-                path: path.clone(),
-                source,
-            })?;
-        let store = Store {
+        let path = dir.join(STORE_FILE);
+        let db = identity::open_database(&path)?;
+        let file = identity::FileId::of(&path).map_err(|source| StateError::Dir {
+            path: path.clone(),
+            source,
+        })?;
+        let identity = init_tables(&db)?;
+        Ok(Store {
             inner: Arc::new(Inner {
                 db,
                 path,
+                identity,
+                file,
                 sinks: sinks.to_vec(),
                 failed: std::sync::Mutex::new(None),
+                file_watch: Arc::default(),
                 failed_notify: tokio::sync::Notify::new(),
                 sync: Mutex::new(SyncState {
                     last_durable: Instant::now(),
@@ -238,9 +210,7 @@ impl Store {
                     durable_upto: 0,
                 }),
             }),
-        };
-        store.init_tables()?;
-        Ok(store)
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -316,15 +286,6 @@ impl Store {
         if grouped.durable {
             self.lock_sync().made_durable(grouped.covers);
         }
-    }
-
-    fn init_tables(&self) -> Result<(), StateError> {
-        let tx = self.inner.db.begin_write()?;
-        tx.open_table(CURSORS)?;
-        tx.open_table(SEEN)?;
-        queue::init_tables(&tx)?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// The source's cursor, if it ever committed one.
@@ -531,6 +492,20 @@ impl Store {
         let tx = self.inner.db.begin_read()?;
         queue::known_sinks(&tx)
     }
+}
+
+/// Create the tables a new store lacks and its identity; returns the identity.
+fn init_tables(db: &Database) -> Result<StoreIdentity, StateError> {
+    let tx = db.begin_write()?;
+    tx.open_table(CURSORS)?;
+    tx.open_table(SEEN)?;
+    queue::init_tables(&tx)?;
+    let (identity, created) = identity::ensure_identity(&tx)?;
+    tx.commit()?;
+    if created {
+        tracing::debug!(%identity, "state store identity created");
+    }
+    Ok(identity)
 }
 
 fn encode_cursor(state: &CursorState) -> Vec<u8> {
