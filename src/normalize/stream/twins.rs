@@ -7,6 +7,7 @@
 //! in any real log they are far closer than that.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::normalize::ContentHash;
 
@@ -15,11 +16,40 @@ pub const REMEMBERED: usize = 16_384;
 
 type Key = (i64, ContentHash);
 
+/// The key is a BLAKE3 hash already: folding its bytes is a good enough bucket, and much
+/// cheaper than SipHash on every record.
+#[derive(Default)]
+struct FoldHasher(u64);
+
+impl Hasher for FoldHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Counts = HashMap<Key, u32, BuildHasherDefault<FoldHasher>>;
+
 /// How many times each recent record has been seen.
 #[derive(Default)]
 pub(super) struct Twins {
-    current: HashMap<Key, u32>,
-    previous: HashMap<Key, u32>,
+    current: Counts,
+    previous: Counts,
 }
 
 impl Twins {
