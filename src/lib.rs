@@ -11,7 +11,8 @@
 //!   (count-aware), and hands finished windows to [`state`], one slice at a time and in order
 //!   (the next slice is fetched and normalized while one commits). Owns the cursor logic.
 //! - [`normalize`]: turns one raw record (any of the four shapes) into ECS document bytes and
-//!   its deterministic `event.id`. Pure functions, no I/O.
+//!   its deterministic `event.id`. Pure functions, no I/O — except `normalize::stream`, the
+//!   `normalize` command's loop over any reader and writer, one record at a time.
 //! - [`state`]: the durable store (one redb file). In one transaction it enqueues a window's
 //!   documents for every sink and advances the source's cursor, so a crash anywhere re-reads a
 //!   window rather than losing or half-writing it. Also holds per-sink queues and dead letters.
