@@ -8,7 +8,7 @@
 //!
 //! - Every non-blank line is a record, except a line holding a whole page (a JSON object
 //!   with a `results` or `entities` array), whose elements are the records.
-//! - A page printed over several lines is read element by element ([`page`]) when it opens
+//! - A page printed over several lines is read element by element (`page`) when it opens
 //!   the input (or follows another page); in NDJSON a line that does not parse is an error
 //!   for that record only, and the next line is read.
 //! - A line longer than the limit is skipped without being held whole, and reported.
