@@ -167,6 +167,14 @@ pub fn run<R: Read, W: Write>(
     Ok(stream.summary)
 }
 
+/// Could `line`, which does not end its JSON value, be the first line of a pretty-printed
+/// page? Only `{` alone or a line naming the records array: a truncated record is not.
+fn opens_page(line: &[u8], api: Api) -> bool {
+    let line = line.trim_ascii();
+    let key = format!("\"{}\"", page::records_key(api));
+    line == b"{" || (line.starts_with(b"{") && memchr::memmem::find(line, key.as_bytes()).is_some())
+}
+
 /// Documents on their way out.
 struct Output<W> {
     buf: Vec<u8>,
@@ -276,7 +284,7 @@ impl Stream<'_> {
                     return Ok(());
                 }
             }
-            Err(e) if e.is_eof() && opens_object && self.line_records == 0 => {
+            Err(e) if e.is_eof() && self.line_records == 0 && opens_page(text, self.api) => {
                 input.rewind_to(&range);
                 return self.multi_line_page(input, output, flush, line);
             }

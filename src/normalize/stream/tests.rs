@@ -193,6 +193,10 @@ fn a_multi_line_value_that_is_not_a_page_is_a_clear_error() {
     );
     let ran = run_with(Api::File, input.as_bytes(), &small_chunks()).unwrap();
     assert_eq!(ran.docs.len(), 2);
+    assert_eq!(ran.summary.failures, 1); // Nor is a truncated first line the start of a page.
+    let input = format!("{{\"auditType\":{{\n{}\n", file_record(2));
+    let ran = run_with(Api::File, input.as_bytes(), &small_chunks()).unwrap();
+    assert_eq!(sources(&ran.docs), ["2"]);
     assert_eq!(ran.summary.failures, 1);
 }
 
