@@ -72,21 +72,53 @@ fn measure(cmd: &mut Command, input: &Path) -> Run {
     }
 }
 
-/// The simulator's records of `api`, one per line, in a file under `$TMPDIR`.
+/// The simulator's records of `api`, one per line, in a file under `$TMPDIR`. Written by
+/// a child process (`--write-input`), so that this one stays small: a child starts with
+/// its parent's peak RSS in `wait4`'s figure.
 fn input_file(api: Api, records: usize) -> PathBuf {
     let path =
         std::env::temp_dir().join(format!("caf-normalize-{}-{records}.ndjson", api.as_str()));
     if !path.exists() {
-        let sim = Simulator::new(SimConfig::default());
-        sim.seed_history(records, 1_764_000_000_000, 1_764_000_000_000 + 86_400_000);
-        let mut out = BufWriter::new(std::fs::File::create(&path).expect("create input"));
-        for r in sim.ground_truth(api) {
-            out.write_all(r.as_bytes()).unwrap();
-            out.write_all(b"\n").unwrap();
-        }
-        out.flush().unwrap();
+        let status = Command::new(std::env::current_exe().unwrap())
+            .arg("--write-input")
+            .arg(&path)
+            .args(["--records", &records.to_string(), "--api", api.as_str()])
+            .status()
+            .expect("run --write-input");
+        assert!(status.success(), "writing {}", path.display());
     }
     path
+}
+
+fn write_input(path: &Path, api: Api, records: usize) {
+    let sim = Simulator::new(SimConfig::default());
+    sim.seed_history(records, 1_764_000_000_000, 1_764_000_000_000 + 86_400_000);
+    let mut out = BufWriter::new(std::fs::File::create(path).expect("create input"));
+    for r in sim.ground_truth(api) {
+        out.write_all(r.as_bytes()).unwrap();
+        out.write_all(b"\n").unwrap();
+    }
+    out.flush().unwrap();
+}
+
+/// Documents `normalize` writes for `input`, counted as they stream by.
+fn count_documents(mut cmd: Command, input: &Path) -> usize {
+    let mut child = cmd
+        .stdin(std::fs::File::open(input).unwrap())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (mut buf, mut lines) = (vec![0; 1 << 16], 0);
+    loop {
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+    }
+    assert!(child.wait().unwrap().success(), "{cmd:?}");
+    lines
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -113,6 +145,10 @@ fn main() {
     let records: usize = arg(&args, "--records", 200_000);
     let runs: usize = arg(&args, "--runs", 5);
     let api: Api = arg(&args, "--api", Api::Auditing);
+    if let Some(i) = args.iter().position(|a| a == "--write-input") {
+        write_input(Path::new(&args[i + 1]), api, records);
+        return;
+    }
     let input = input_file(api, records);
     let bytes = std::fs::metadata(&input).unwrap().len();
     let me = std::env::current_exe().unwrap();
@@ -122,18 +158,11 @@ fn main() {
         c
     };
     // Once, counted: every record gives a document.
-    let out = normalize()
-        .stdin(std::fs::File::open(&input).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_eq!(
+        count_documents(normalize(), &input),
+        records,
+        "one document per record"
     );
-    let documents = out.stdout.iter().filter(|&&b| b == b'\n').count();
-    assert_eq!(documents, records, "one document per record");
-    drop(out);
     println!(
         "input: {} ({records} {} records, {:.0} MB); stdout to /dev/null; {runs} alternating runs",
         input.display(),
