@@ -1,7 +1,7 @@
 //! The command line: parse arguments, set up logging, run one subcommand, turn its result
 //! into an exit code and a clear message. The only place `anyhow` is used for errors.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -64,7 +64,8 @@ enum Command {
         #[arg(long, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
     },
-    /// Read records on stdin (NDJSON or a whole API page), write ECS NDJSON on stdout.
+    /// Read records on stdin (NDJSON or whole API pages), write ECS NDJSON on stdout, one
+    /// record at a time.
     Normalize {
         #[arg(long)]
         api: Api,
@@ -77,6 +78,10 @@ enum Command {
         /// Forward matched sensitive text unmasked.
         #[arg(long)]
         forward_secrets_plaintext: bool,
+        /// The longest record read (a line, or one element of a page); a longer one is
+        /// skipped and reported. Default: 64 MiB, as `source.max_response_bytes`.
+        #[arg(long, default_value_t = config::DEFAULT_MAX_RESPONSE_BYTES as usize)]
+        max_record_bytes: usize,
     },
     /// Serve the Confluence audit API simulator standalone.
     Simulate(crate::simulate::SimulateOptions),
@@ -233,6 +238,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             namespace,
             include_original,
             forward_secrets_plaintext,
+            max_record_bytes,
         } => {
             let opts = NormalizeOptions {
                 namespace,
@@ -240,7 +246,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 forward_secrets_plaintext,
                 ..Default::default()
             };
-            normalize_stdin(api, &opts)
+            normalize_stdin(api, &opts, max_record_bytes)
         }
         Command::Dlq { action } => dlq(action),
         Command::Setup(cmd) => {
@@ -360,45 +366,27 @@ fn limit_malloc_arenas() {
     }
 }
 
-/// `normalize`: count-aware ids over the whole input, like the poller's.
-fn normalize_stdin(api: Api, opts: &NormalizeOptions) -> anyhow::Result<ExitCode> {
-    let mut input = String::new();
-    std::io::stdin()
-        .read_to_string(&mut input)
-        .context("reading stdin")?;
-    let records = normalize::split_input(api, &input).context("reading the input")?;
+/// `normalize`: stdin → stdout through [`normalize::stream`]; exit 1 if any record failed.
+fn normalize_stdin(
+    api: Api,
+    opts: &NormalizeOptions,
+    max_record_bytes: usize,
+) -> anyhow::Result<ExitCode> {
+    let limits = normalize::stream::StreamLimits {
+        max_record_bytes,
+        ..Default::default()
+    };
     let created = crate::source::paging::iso(crate::source::now_ms());
-    let mut occurrences = std::collections::HashMap::new();
-    let mut out = std::io::stdout().lock();
-    let mut doc = Vec::new();
-    let mut failures = 0;
-    for (i, raw) in records.iter().enumerate() {
-        let record = match normalize::parse_record(api, raw) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: record {} of the input: {e}", i + 1);
-                failures += 1;
-                continue;
-            }
-        };
-        let n = occurrences
-            .entry((record.timestamp_ms(), record.content_hash()))
-            .or_insert(0u32);
-        doc.clear();
-        match normalize::write_ecs(&record, *n, &created, opts, &mut doc) {
-            Ok(_) => {
-                doc.push(b'\n');
-                out.write_all(&doc).context("writing stdout")?;
-            }
-            Err(e) => {
-                eprintln!("error: record {} of the input: {e}", i + 1);
-                failures += 1;
-            }
-        }
-        *n += 1;
-    }
-    out.flush().context("writing stdout")?;
-    Ok(if failures > 0 {
+    let summary = normalize::stream::run(
+        api,
+        opts,
+        &limits,
+        &created,
+        std::io::stdin().lock(),
+        std::io::stdout().lock(),
+        &mut |e| eprintln!("error: {e}"),
+    )?;
+    Ok(if summary.failures > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

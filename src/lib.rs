@@ -18,7 +18,8 @@
 //!   dedupe), `prepare` (dedupe, drop self-generated events on request, normalize,
 //!   `pipeline_error` documents), `retention` and `client` (HTTP, retries, clock).
 //! - [`normalize`]: turns one raw record (any of the four shapes) into ECS document bytes and
-//!   its deterministic `event.id`. Pure functions, no I/O.
+//!   its deterministic `event.id`. Pure functions, no I/O — except `normalize::stream`, the
+//!   `normalize` command's loop over any reader and writer, one record at a time.
 //! - [`state`]: the durable store (one redb file). In one transaction it enqueues a window's
 //!   documents for every sink and advances the source's cursor, so a crash anywhere re-reads a
 //!   window rather than losing or half-writing it. Also holds per-sink queues and dead letters.

@@ -12,6 +12,10 @@
 //! - [`event_id`] combines the content hash with the occurrence index (count-aware dedupe).
 //! - [`write_ecs`] appends one ECS JSON document (no trailing newline) to `out`.
 //! - [`split_input`] splits stdin-style input (NDJSON or a whole API page) into records.
+//!
+//! All of the above is pure. [`stream`] is the `normalize` command's loop around it: records
+//! read from any [`std::io::Read`], documents written to any [`std::io::Write`], in constant
+//! memory.
 
 pub mod action;
 mod ecs;
@@ -20,6 +24,7 @@ mod json;
 pub mod mask;
 pub mod record;
 mod rfc3339;
+pub mod stream;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -20,6 +20,16 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_confluence-audit-forwarder")
 }
 
+/// Peak resident memory of a running process, KiB (`VmHWM`).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
 /// A running daemon process; killed (SIGKILL) on drop.
 pub struct DaemonProcess {
     pub child: Child,

@@ -104,15 +104,7 @@ pub fn check_config(cfg: &Path) -> std::process::Output {
         .expect("run check-config")
 }
 
-/// Peak resident memory of a running process, KiB (`VmHWM`).
-pub fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
+pub use crate::common::peak_rss_kib;
 
 pub fn source_errors(port: u16, kind: &str) -> f64 {
     scrape(
