@@ -17,9 +17,10 @@
 //!   window rather than losing or half-writing it. Also holds per-sink queues and dead letters.
 //!   Transactions reach the disk in order, grouped: fsync'd at most every 200 ms and whenever a
 //!   caller goes idle or stops.
-//! - [`sink`]: one worker per sink drains its own queue in batches, delivers, retries with
-//!   backoff, deletes what was delivered and dead-letters what never can be. A dead sink only
-//!   grows its own queue. One folder per sink kind.
+//! - [`sink`]: one worker per sink drains its own queue in batches, delivers, retries (a short
+//!   pause after a batch that made progress, a growing backoff only when nothing got through:
+//!   `sink::retry_delay`), deletes what was delivered and dead-letters what never can be. A
+//!   dead sink only grows its own queue. One folder per sink kind.
 //! - [`simulate`]: a faithful Confluence audit API simulator (all three REST APIs, faults
 //!   included) used by `demo`, tests and benchmarks.
 //! - [`config`]: the TOML configuration, environment overrides, secrets and validation.

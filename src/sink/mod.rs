@@ -4,11 +4,12 @@
 //! delivered, should be retried or can never be accepted. Everything else — batching from
 //! the queue, backoff and `Retry-After`, deleting what was delivered, dead-lettering what was
 //! rejected, draining on shutdown, metrics — is the same for every kind and lives in
-//! [`worker`], so a new sink is only its own protocol. One folder (or file) per kind.
+//! [`worker`] (its pacing in [`retry_delay`]), so a new sink is only its own protocol. One folder (or file) per kind.
 
 pub mod elasticsearch;
 pub mod file;
 pub mod kafka;
+pub mod retry_delay;
 pub mod stdout;
 pub mod syslog;
 pub mod worker;
