@@ -10,6 +10,12 @@
 //!
 //! Elasticsearch is the in-repo `_bulk` test server (in this process), Kafka a real Apache
 //! Kafka broker started for the run (`tests/servers/run.sh`).
+//!
+//! A destination that pushes back: `--sink elasticsearch --item-faults 0.08 --request-faults
+//! 0.2` runs the Elasticsearch backfill twice in one go — fault-free, then with that fraction of
+//! bulk items answered 429/503 (half each) and that fraction of bulk requests rejected whole
+//! with 429 — and prints both throughputs and their ratio. `--es-concurrency N` sets the
+//! sink's `concurrency` for both runs.
 
 #[path = "../tests/es_server/mod.rs"]
 mod es_server;
@@ -135,22 +141,38 @@ fn count_lines(path: &Path) -> usize {
         .count()
 }
 
-fn backfill(records: usize, target: Target) {
+/// How the Elasticsearch test server pushes back, and the sink's `concurrency`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pushback {
+    item_faults: f64,
+    request_faults: f64,
+    es_concurrency: usize,
+}
+
+/// Backfill `records` into `target`; returns the throughput (events/s).
+fn backfill(records: usize, target: Target, pushback: Pushback) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let (_sim, url) = simulator(records, 0.0, "7d");
     let es = (target == Target::Elasticsearch).then(|| {
-        es_server::EsServer::start(es_server::EsOptions {
+        let server = es_server::EsServer::start(es_server::EsOptions {
             keep_documents: false,
             ..Default::default()
-        })
+        });
+        server.faults(|f| {
+            f.item_429 = pushback.item_faults / 2.0;
+            f.item_503 = pushback.item_faults / 2.0;
+            f.whole_429_fraction = pushback.request_faults;
+        });
+        server
     });
     let broker = (target == Target::Kafka)
         .then(|| kafka_support::Broker::start(dir.path()).expect("a real Kafka"));
     let sink = match target {
         Target::File => None,
         Target::Elasticsearch => Some(format!(
-            "[[sink]]\nname = \"es\"\ntype = \"elasticsearch\"\nurl = \"{}\"",
-            es.as_ref().unwrap().url
+            "[[sink]]\nname = \"es\"\ntype = \"elasticsearch\"\nurl = \"{}\"\nconcurrency = {}",
+            es.as_ref().unwrap().url,
+            pushback.es_concurrency.max(1)
         )),
         Target::Kafka => Some(format!(
             "[[sink]]\nname = \"kafka\"\ntype = \"kafka\"\nbrokers = \"{}\"\ntopic = \"audit\"\ncreate_topic = true",
@@ -193,6 +215,18 @@ fn backfill(records: usize, target: Target) {
         Target::Kafka => "Apache Kafka",
     };
     println!("backfill of {records} records (DC advanced auditing API, 1000 per page) → {name}");
+    if let Some(es) = &es {
+        let st = es.stats();
+        println!(
+            "  pushback           {:.0}% of items 429/503, {:.0}% of requests 429 whole, concurrency {}: {} bulk requests, {} rejected whole, {} items rejected",
+            pushback.item_faults * 100.0,
+            pushback.request_faults * 100.0,
+            pushback.es_concurrency.max(1),
+            st.bulk_requests,
+            st.whole_429,
+            st.injected_429 + st.injected_503
+        );
+    }
     println!(
         "  delivered          {delivered} distinct, {held} in all (exactly the simulator's {records}: {})",
         delivered == records && held == records
@@ -211,6 +245,27 @@ fn backfill(records: usize, target: Target) {
         (delivered, held),
         (records, records),
         "the {name} must hold every record exactly once"
+    );
+    delivered as f64 / wall
+}
+
+/// The Elasticsearch backfill fault-free and pushed back, side by side.
+fn pushback_pair(records: usize, pushback: Pushback) {
+    let clean = backfill(
+        records,
+        Target::Elasticsearch,
+        Pushback {
+            item_faults: 0.0,
+            request_faults: 0.0,
+            ..pushback
+        },
+    );
+    let faulty = backfill(records, Target::Elasticsearch, pushback);
+    println!(
+        "Elasticsearch under pushback: fault-free {clean:.0} events/s, with {:.0}% items / {:.0}% requests rejected {faulty:.0} events/s: {:.0}% of fault-free",
+        pushback.item_faults * 100.0,
+        pushback.request_faults * 100.0,
+        faulty / clean * 100.0
     );
 }
 
@@ -344,17 +399,27 @@ fn main() {
     if !args.iter().any(|a| a == "--bench") {
         return;
     }
-    let records = args
-        .iter()
-        .position(|a| a == "--records")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let sink = args
-        .iter()
-        .position(|a| a == "--sink")
-        .and_then(|i| args.get(i + 1))
-        .map_or("all", String::as_str);
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    let number = |name: &str| flag(name).map(|v| v.parse::<f64>().expect(name));
+    let records = number("--records").map_or(1_000_000, |v| v as usize);
+    let pushback = Pushback {
+        item_faults: number("--item-faults").unwrap_or(0.0),
+        request_faults: number("--request-faults").unwrap_or(0.0),
+        es_concurrency: number("--es-concurrency").map_or(1, |v| v as usize),
+    };
+    if pushback.item_faults > 0.0 || pushback.request_faults > 0.0 {
+        assert!(
+            matches!(flag("--sink").map(String::as_str), Some("elasticsearch")),
+            "--item-faults and --request-faults need --sink elasticsearch"
+        );
+        pushback_pair(records, pushback);
+        return;
+    }
+    let sink = flag("--sink").map_or("all", String::as_str);
     let targets: &[Target] = match sink {
         "file" => &[Target::File],
         "elasticsearch" => &[Target::Elasticsearch],
@@ -363,7 +428,7 @@ fn main() {
         other => panic!("--sink {other}: expected file, elasticsearch, kafka or all"),
     };
     for t in targets {
-        backfill(records, *t);
+        backfill(records, *t, pushback);
     }
     if targets.contains(&Target::File) {
         steady(200.0, 20);

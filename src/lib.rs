@@ -28,10 +28,11 @@
 //!   store is refused before it delivers anything twice, a corrupted one is a clear error.
 //!   Transactions reach the disk in order, grouped: fsync'd at most every 200 ms and whenever a
 //!   caller goes idle or stops.
-//! - [`sink`]: one worker per sink drains its own queue in batches, delivers, retries with
-//!   backoff, deletes what was delivered and dead-letters what never can be. A dead sink only
-//!   grows its own queue. One folder per sink kind; the registry (`SinkKind`, one exhaustive
-//!   `match`, and each kind's one `build`) is in `sink/mod.rs`.
+//! - [`sink`]: one worker per sink drains its own queue in batches, delivers, retries (a short
+//!   pause after a batch that made progress, a growing backoff only when nothing got through:
+//!   `sink::retry_delay`), deletes what was delivered and dead-letters what never can be. A
+//!   dead sink only grows its own queue. One folder per sink kind; the registry (`SinkKind`,
+//!   one exhaustive `match`, and each kind's one `build`) is in `sink/mod.rs`.
 //! - [`simulate`]: a faithful Confluence audit API simulator (all three REST APIs, faults
 //!   included) used by `demo`, tests and benchmarks.
 //! - [`config`]: the TOML configuration, environment overrides, secrets and validation —

@@ -4,7 +4,7 @@
 //! delivered, should be retried or can never be accepted. Everything else — batching from
 //! the queue, backoff and `Retry-After`, deleting what was delivered, dead-lettering what was
 //! rejected, draining on shutdown, metrics — is the same for every kind and lives in
-//! [`worker`], so a new sink is only its own protocol. One folder (or file) per kind, each with
+//! [`worker`] (its pacing in [`retry_delay`]), so a new sink is only its own protocol. One folder (or file) per kind, each with
 //! the same roles: `config` (its settings and their checks), its `build` (settings → sink, the
 //! only way to construct one, called by `check-config`, a SIGHUP and the daemon alike), the
 //! encoder, the service (the [`Sink`] itself) and tests.
@@ -15,6 +15,7 @@
 pub mod elasticsearch;
 pub mod file;
 pub mod kafka;
+pub mod retry_delay;
 pub mod stdout;
 pub mod syslog;
 pub mod worker;

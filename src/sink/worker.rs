@@ -1,17 +1,19 @@
 //! The sink worker: drains one sink's durable queue, whatever the sink.
 //!
 //! Loop: take a batch from the queue head, deliver it, then in one state transaction delete
-//! what was delivered, dead-letter what was rejected and store the sink's checkpoint. Whole
-//! batch failures and per-document retries back off exponentially with jitter (backon),
-//! waiting at least what the destination asked for (`Retry-After`). Nothing is ever dropped:
-//! an entry leaves the queue only as delivered or dead-lettered.
+//! what was delivered, dead-letter what was rejected and store the sink's checkpoint. How long
+//! to wait before the next attempt is [`RetryDelay`]'s decision: a batch that made progress
+//! sends its retries again after a short pause; only attempts that got nothing accepted back
+//! off exponentially with jitter (backon), waiting at least what the destination asked for
+//! (`Retry-After`, up to `max_backoff`). Nothing is ever dropped: an entry leaves the queue
+//! only as delivered or dead-lettered.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::{Notify, watch};
 
+use super::retry_delay::{Attempt, RetryDelay, Wait};
 use super::{Delivery, Sink, SinkError};
 use crate::clock;
 use crate::lifecycle::{RunMode, sleep_or_stop, wait_stop};
@@ -40,6 +42,7 @@ pub struct SinkStatus {
 struct StatusInner {
     failing_since: Option<Instant>,
     last_error: Option<String>,
+    last_wait: Option<Duration>,
 }
 
 impl SinkStatus {
@@ -62,6 +65,16 @@ impl SinkStatus {
         let mut s = self.inner.lock().expect("status lock");
         s.failing_since = None;
         s.last_error = None;
+    }
+
+    /// The wait the worker chose after its latest attempt (zero when it went straight on);
+    /// `None` before the first delivery attempt.
+    pub fn last_wait(&self) -> Option<Duration> {
+        self.inner.lock().expect("status lock").last_wait
+    }
+
+    fn waited(&self, wait: Duration) {
+        self.inner.lock().expect("status lock").last_wait = Some(wait);
     }
 }
 
@@ -86,17 +99,10 @@ pub async fn run<S: Sink>(
 ) {
     let label = ctx.metrics.sink(&name);
     let mut mode = ctx.mode.clone();
-    let backoff = || {
-        ExponentialBuilder::default()
-            .with_min_delay(settings.min_backoff)
-            .with_max_delay(settings.max_backoff)
-            .with_jitter()
-            .without_max_times()
-            .build()
-    };
+    let new_delays = || RetryDelay::new(settings.min_backoff, settings.max_backoff);
 
     // Open, retrying: a destination that is down at start must not lose anything either.
-    let mut delays = backoff();
+    let mut delays = new_delays();
     loop {
         if *mode.borrow() == RunMode::Stop {
             return;
@@ -113,7 +119,7 @@ pub async fn run<S: Sink>(
             Err(e) => {
                 tracing::error!(error = %e, "cannot read sink checkpoint");
                 status.fail(e.to_string());
-                if sleep_or_stop(&mut mode, delays.next().unwrap_or(settings.max_backoff)).await {
+                if sleep_or_stop(&mut mode, delays.after_local_failure()).await {
                     return;
                 }
                 continue;
@@ -130,9 +136,7 @@ pub async fn run<S: Sink>(
                     if let Err(e) = stored {
                         tracing::error!(error = %e, "cannot store the sink's starting point");
                         status.fail(e.to_string());
-                        if sleep_or_stop(&mut mode, delays.next().unwrap_or(settings.max_backoff))
-                            .await
-                        {
+                        if sleep_or_stop(&mut mode, delays.after_local_failure()).await {
                             return;
                         }
                         continue;
@@ -149,7 +153,7 @@ pub async fn run<S: Sink>(
                         kind: e.kind.to_owned(),
                     })
                     .inc();
-                let wait = wait_for(&e, delays.next(), &settings);
+                let wait = wait_for(&e, &mut delays);
                 tracing::warn!(error = %e, retry_in = ?wait, "sink not ready; events stay queued");
                 status.fail(e.to_string());
                 if sleep_or_stop(&mut mode, wait).await {
@@ -159,7 +163,7 @@ pub async fn run<S: Sink>(
         }
     }
 
-    let mut delays = backoff();
+    let mut delays = new_delays();
     loop {
         let current = *mode.borrow();
         if current == RunMode::Stop {
@@ -181,7 +185,7 @@ pub async fn run<S: Sink>(
             Err(e) => {
                 tracing::error!(error = %e, "cannot read sink queue");
                 status.fail(e.to_string());
-                if sleep_or_stop(&mut mode, delays.next().unwrap_or(settings.max_backoff)).await {
+                if sleep_or_stop(&mut mode, delays.after_local_failure()).await {
                     return;
                 }
                 continue;
@@ -246,8 +250,7 @@ pub async fn run<S: Sink>(
                     // destination deduplicates on event.id.
                     tracing::error!(error = %e, "cannot acknowledge delivered events");
                     status.fail(e.to_string());
-                    if sleep_or_stop(&mut mode, delays.next().unwrap_or(settings.max_backoff)).await
-                    {
+                    if sleep_or_stop(&mut mode, delays.after_local_failure()).await {
                         return;
                     }
                     continue;
@@ -260,22 +263,12 @@ pub async fn run<S: Sink>(
                     .sink_dead_lettered
                     .get_or_create(&label)
                     .inc_by(nr as u64);
-                match retry {
-                    None => {
-                        status.ok();
-                        delays = backoff();
-                    }
-                    Some(reason) => {
-                        ctx.metrics.sink_retries.get_or_create(&label).inc();
-                        let wait = delays.next().unwrap_or(settings.max_backoff);
-                        tracing::warn!(%reason, delivered = nd, retry_in = ?wait, "some events must be retried");
-                        if nd == 0 {
-                            status.fail(reason);
-                        }
-                        if sleep_or_stop(&mut mode, wait).await {
-                            return;
-                        }
-                    }
+                if retry.is_some() {
+                    ctx.metrics.sink_retries.get_or_create(&label).inc();
+                }
+                let wait = pace_after_batch(&mut delays, &status, batch.len(), nd + nr, retry);
+                if !wait.is_zero() && sleep_or_stop(&mut mode, wait).await {
+                    return;
                 }
             }
             Err(e) => {
@@ -287,7 +280,8 @@ pub async fn run<S: Sink>(
                     })
                     .inc();
                 ctx.metrics.sink_retries.get_or_create(&label).inc();
-                let wait = wait_for(&e, delays.next(), &settings);
+                let wait = wait_for(&e, &mut delays);
+                status.waited(wait);
                 tracing::warn!(error = %e, events = batch.len(), retry_in = ?wait, "delivery failed; events stay queued");
                 status.fail(e.to_string());
                 if sleep_or_stop(&mut mode, wait).await {
@@ -298,15 +292,51 @@ pub async fn run<S: Sink>(
     }
 }
 
-/// The backoff delay, or what the destination asked for when that is longer — but never
-/// longer than `max_backoff` (a longer ask is cut, and logged).
-fn wait_for(e: &SinkError, next: Option<Duration>, settings: &WorkerSettings) -> Duration {
-    let backoff = next.unwrap_or(settings.max_backoff);
-    let (wait, cut) = clock::retry_wait(backoff, e.retry_after, settings.max_backoff);
-    if let Some(asked) = cut {
-        tracing::warn!(asked = ?asked, waiting = ?wait, "the destination asked to wait longer than max_backoff; waiting max_backoff instead");
-    }
+/// The wait after a delivered batch: none when nothing is left to retry; a short pause when
+/// some of it was accepted (delivered or dead-lettered); the growing backoff when nothing was.
+fn pace_after_batch(
+    delays: &mut RetryDelay,
+    status: &SinkStatus,
+    attempted: usize,
+    accepted: usize,
+    retry: Option<String>,
+) -> Duration {
+    let Some(reason) = retry else {
+        status.ok();
+        let wait = delays.after(Attempt::AllAccepted).delay;
+        status.waited(wait);
+        return wait;
+    };
+    let retried = attempted - accepted;
+    let wait = if accepted == 0 {
+        let wait = delays
+            .after(Attempt::NoProgress { retry_after: None })
+            .delay;
+        tracing::warn!(%reason, events = retried, retry_in = ?wait, "no event accepted; backing off");
+        status.fail(reason);
+        wait
+    } else {
+        // Progress: the retries go out again shortly, and the backoff does not grow.
+        let wait = delays.after(Attempt::Progress { retried, attempted }).delay;
+        tracing::debug!(%reason, accepted, retried, retry_in = ?wait, "some events must be retried");
+        status.ok();
+        wait
+    };
+    status.waited(wait);
     wait
+}
+
+/// The wait after a whole-batch failure: the growing backoff, or what the destination asked
+/// for when that is longer — but never longer than `max_backoff` (a longer ask is cut, and
+/// logged).
+fn wait_for(e: &SinkError, delays: &mut RetryDelay) -> Duration {
+    let Wait { delay, cut_from } = delays.after(Attempt::NoProgress {
+        retry_after: e.retry_after,
+    });
+    if let Some(asked) = cut_from {
+        tracing::warn!(asked = ?asked, waiting = ?delay, "the destination asked to wait longer than max_backoff; waiting max_backoff instead");
+    }
+    delay
 }
 
 /// A sink error's text may come from the destination (an error body): escape it, bound

@@ -49,6 +49,37 @@ fn quick_settings() -> WorkerSettings {
     }
 }
 
+/// A store with `n` events `e0`, `e1`… queued for sink "s".
+fn store_with_events(n: usize) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &["s".to_owned()]).unwrap();
+    let events = (0..n)
+        .map(|i| NewEvent {
+            id: format!("e{i}"),
+            doc: b"{}".to_vec(),
+        })
+        .collect();
+    let commit = WindowCommit {
+        events,
+        cursor_ms: Some(1),
+        ..Default::default()
+    };
+    store.commit_window("src", &commit).unwrap();
+    (dir, store)
+}
+
+/// A context whose worker drains the queue and returns (keep the sender alive meanwhile).
+fn draining_context(store: &Store) -> (watch::Sender<RunMode>, WorkerContext) {
+    let (mode_tx, mode_rx) = watch::channel(RunMode::Drain);
+    let ctx = WorkerContext {
+        store: store.clone(),
+        metrics: Arc::new(Metrics::new()),
+        queued: Arc::new(Notify::new()),
+        mode: mode_rx,
+    };
+    (mode_tx, ctx)
+}
+
 #[tokio::test]
 async fn retries_rejects_and_delivers_each_event_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -171,20 +202,7 @@ impl Sink for EchoingSink {
 #[tokio::test]
 async fn destination_text_is_made_safe_and_its_waits_are_capped() {
     crate::logsafe::register_bearer("tok-worker-canary-4242");
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &["s".to_owned()]).unwrap();
-    let events = (0..2)
-        .map(|i| NewEvent {
-            id: format!("e{i}"),
-            doc: b"{}".to_vec(),
-        })
-        .collect();
-    let commit = WindowCommit {
-        events,
-        cursor_ms: Some(1),
-        ..Default::default()
-    };
-    store.commit_window("src", &commit).unwrap();
+    let (_dir, store) = store_with_events(2);
     let status = Arc::new(SinkStatus::default());
     let shown = Arc::new(Mutex::new(Vec::new()));
     let sink = EchoingSink {
@@ -192,13 +210,7 @@ async fn destination_text_is_made_safe_and_its_waits_are_capped() {
         status: status.clone(),
         shown: shown.clone(),
     };
-    let (_mode_tx, mode_rx) = watch::channel(RunMode::Drain);
-    let ctx = WorkerContext {
-        store: store.clone(),
-        metrics: Arc::new(Metrics::new()),
-        queued: Arc::new(Notify::new()),
-        mode: mode_rx,
-    };
+    let (_mode_tx, ctx) = draining_context(&store);
     let settings = quick_settings();
     // A three-year Retry-After is cut to max_backoff: the worker finishes.
     tokio::time::timeout(
@@ -218,4 +230,74 @@ async fn destination_text_is_made_safe_and_its_waits_are_capped() {
             "{text}"
         );
     }
+}
+
+/// Per call: its number, and the wait the worker chose before it.
+type RecordedWaits = Arc<Mutex<Vec<(usize, Option<Duration>)>>>;
+
+/// Accepts 90% of every batch of ten or more (the last tenth is to be retried), all of a
+/// smaller one; records the wait the worker chose before each call.
+struct MostlyAcceptingSink {
+    calls: usize,
+    status: Arc<SinkStatus>,
+    waits: RecordedWaits,
+}
+
+impl Sink for MostlyAcceptingSink {
+    async fn open(&mut self, _: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, SinkError> {
+        Ok(None)
+    }
+    async fn deliver(&mut self, batch: &[QueuedEvent]) -> Result<BatchOutcome, SinkError> {
+        self.waits
+            .lock()
+            .unwrap()
+            .push((self.calls, self.status.last_wait()));
+        self.calls += 1;
+        let retried = batch.len() / 10;
+        let mut results = vec![Delivery::Delivered; batch.len()];
+        for r in &mut results[batch.len() - retried..] {
+            *r = Delivery::Retry("429 es_rejected_execution_exception".into());
+        }
+        Ok(BatchOutcome {
+            results,
+            checkpoint: None,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_partly_accepted_batch_never_grows_the_backoff() {
+    let (_dir, store) = store_with_events(200);
+    let status = Arc::new(SinkStatus::default());
+    let waits = Arc::new(Mutex::new(Vec::new()));
+    let sink = MostlyAcceptingSink {
+        calls: 0,
+        status: status.clone(),
+        waits: waits.clone(),
+    };
+    let (_mode_tx, ctx) = draining_context(&store);
+    // A minimum of 2 ms, a maximum of an hour: had the backoff doubled per batch, the
+    // waits recorded below would show it.
+    let settings = WorkerSettings {
+        max_events: 10,
+        min_backoff: Duration::from_millis(2),
+        max_backoff: Duration::from_secs(3600),
+        ..quick_settings()
+    };
+    worker::run("s".into(), sink, settings.clone(), ctx, status.clone()).await;
+
+    let waits = waits.lock().unwrap();
+    // 200 events, 9 of every 10 accepted per batch: 20 batches and the retries' batches.
+    assert!(waits.len() > 20, "{} batches", waits.len());
+    assert_eq!(waits[0], (0, None), "no wait before the first attempt");
+    for &(call, wait) in &waits[1..] {
+        let wait = wait.expect("a wait was chosen after every attempt");
+        assert!(
+            wait <= settings.min_backoff,
+            "call {call}: waited {wait:?} after a batch that made progress"
+        );
+    }
+    // Progress is not failure: the sink never showed as failing.
+    assert!(status.failing().is_none());
+    assert_eq!(store.queue_stats("s").unwrap().events, 0);
 }

@@ -15,7 +15,7 @@
 //!   `constant_keyword` with a second value;
 //! - authentication (401 `security_exception`) and `_has_privileges`;
 //! - fault switches: per-item 429/503 fractions inside a 200 (`errors: true`), whole-request
-//!   429 with `Retry-After`, a 503 outage, and responses lost after indexing (502).
+//!   429 (the next N, or a fraction of all) with `Retry-After`, a 503 outage, and responses lost after indexing (502).
 //!
 //! Also Kibana's `POST /api/saved_objects/_import`, checking that every reference in the
 //! NDJSON resolves, as Kibana does.
@@ -44,6 +44,9 @@ pub struct Faults {
     pub item_503: f64,
     /// The next this-many `_bulk` requests are answered 429 as a whole, with `Retry-After`.
     pub whole_429: u32,
+    /// Fraction of `_bulk` requests answered 429 as a whole (at random, from the seed), with
+    /// `Retry-After: retry_after_secs`: a cluster under steady indexing pressure.
+    pub whole_429_fraction: f64,
     pub retry_after_secs: u32,
     /// Every request is answered 503 (a cluster without a master).
     pub outage: bool,
@@ -617,8 +620,9 @@ fn bulk(
     s.stats.bulk_bytes_on_wire += wire.len() as u64;
     s.stats.bulk_bytes_decoded += body.len() as u64;
     let _ = uri;
-    if s.faults.whole_429 > 0 {
-        s.faults.whole_429 -= 1;
+    let frac = s.faults.whole_429_fraction;
+    if s.faults.whole_429 > 0 || (frac > 0.0 && s.rng.random::<f64>() < frac) {
+        s.faults.whole_429 = s.faults.whole_429.saturating_sub(1);
         s.stats.whole_429 += 1;
         let mut r = es_error(
             StatusCode::TOO_MANY_REQUESTS,

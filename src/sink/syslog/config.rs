@@ -48,6 +48,9 @@ pub struct SyslogConfig {
     /// Longest wait for a connection or for one batch to be written.
     #[serde(default = "defaults::timeout", deserialize_with = "de_duration")]
     pub timeout: Duration,
+    /// Most events sent per second (0: as fast as the queue drains). Default: 2,000 for UDP,
+    /// which has no flow control (see `send_budget`); unpaced for TCP/TLS.
+    pub max_rate: Option<u32>,
     /// `tls://` only.
     #[serde(default)]
     pub tls: SyslogTlsConfig,
@@ -277,6 +280,9 @@ pub fn shape() -> Shape {
 /// Default UDP message limit: rsyslog's default `maxMessageSize` is 8 KiB.
 pub const DEFAULT_UDP_MAX_MESSAGE_BYTES: usize = 8192;
 
+/// Default `max_rate` for UDP (events per second).
+pub const DEFAULT_UDP_MAX_RATE: u32 = 2_000;
+
 /// The largest UDP payload over IPv4.
 pub const MAX_UDP_MESSAGE_BYTES: usize = 65_507;
 
@@ -302,6 +308,16 @@ impl SyslogConfig {
             Transport::Udp => Some(DEFAULT_UDP_MAX_MESSAGE_BYTES),
             _ => None,
         })
+    }
+
+    /// The send rate limit in force (events per second), if any.
+    pub fn max_rate(&self, transport: &Transport) -> Option<u32> {
+        match (self.max_rate, transport) {
+            (Some(0), _) => None,
+            (Some(r), _) => Some(r),
+            (None, Transport::Udp) => Some(DEFAULT_UDP_MAX_RATE),
+            (None, _) => None,
+        }
     }
 
     /// Check everything that can be checked before connecting: the key at fault (relative to

@@ -18,13 +18,16 @@
 //! - UDP: one datagram per event, never split; a datagram over `max_message_bytes` is
 //!   truncated (see [`encoder`]) and counted in `caf_sink_truncated_total`. UDP cannot know
 //!   whether anything arrived; a send error (e.g. ICMP port unreachable) retries the events
-//!   not yet sent.
+//!   not yet sent. Nothing tells a UDP sender that a receiver's socket buffer overflowed, so
+//!   UDP is paced: at most `max_rate` events per second (default 2,000), in bursts of a
+//!   thousandth of that ([`send_budget`]). `max_rate` paces TCP/TLS too when set.
 //! - A document that is not a JSON object is dead-lettered.
 
 pub mod config;
 pub mod encoder;
 pub mod event;
 pub mod payload;
+pub mod send_budget;
 pub mod service;
 
 pub use config::SyslogConfig;

@@ -21,6 +21,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::config::{Endpoint, SyslogConfig, SyslogTlsConfig, Transport};
 use super::encoder::Encoder;
+use super::send_budget::SendBudget;
 use crate::metrics::Metrics;
 use crate::sink::{BatchOutcome, Delivery, QueuedEvent, Sink, SinkError};
 
@@ -135,6 +136,8 @@ pub struct SyslogSink {
     metrics: Arc<Metrics>,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     conn: Option<Connection>,
+    /// `max_rate`, when in force.
+    budget: Option<SendBudget>,
 }
 
 impl SyslogSink {
@@ -142,6 +145,9 @@ impl SyslogSink {
     pub fn new(name: String, cfg: SyslogConfig, metrics: Arc<Metrics>) -> Result<Self, String> {
         let endpoint = cfg.endpoint()?;
         let encoder = Encoder::new(&cfg, &endpoint.transport);
+        let budget = cfg
+            .max_rate(&endpoint.transport)
+            .map(|rate| SendBudget::new(rate, std::time::Instant::now()));
         Ok(SyslogSink {
             name,
             cfg,
@@ -150,6 +156,7 @@ impl SyslogSink {
             metrics,
             tls: None,
             conn: None,
+            budget,
         })
     }
 
@@ -250,6 +257,19 @@ impl SyslogSink {
             }
         }
     }
+
+    /// Wait until `n` more messages fit `max_rate` (no wait without one).
+    async fn pace(&mut self, n: usize) {
+        if let Some(budget) = &mut self.budget {
+            let wait = budget.spend(
+                u32::try_from(n).unwrap_or(u32::MAX),
+                std::time::Instant::now(),
+            );
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
 }
 
 async fn write_flush<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, buf: &[u8]) -> io::Result<()> {
@@ -320,6 +340,7 @@ impl Sink for SyslogSink {
             });
         }
         if self.endpoint.transport != Transport::Udp {
+            self.pace(frames.len()).await;
             self.write_stream(&buf).await?;
             return Ok(BatchOutcome {
                 results,
@@ -329,10 +350,11 @@ impl Sink for SyslogSink {
         if self.conn.is_none() {
             self.conn = Some(self.connect().await?);
         }
-        let Some(Connection::Udp(sock)) = &self.conn else {
-            unreachable!("a UDP sink only opens UDP sockets")
-        };
         for (n, &(_, start, end)) in frames.iter().enumerate() {
+            self.pace(1).await;
+            let Some(Connection::Udp(sock)) = &self.conn else {
+                unreachable!("a UDP sink only opens UDP sockets")
+            };
             if let Err(e) = sock.send(&buf[start..end]).await {
                 // An ICMP "port unreachable" for an earlier datagram surfaces here. What was
                 // sent counts as delivered; the rest is retried after a backoff.
