@@ -1,0 +1,165 @@
+//! The alert rules (`deploy/prometheus/alerts.yml`) and the Grafana dashboard
+//! (`deploy/grafana/confluence-audit-forwarder.json`): checked and unit-tested with
+//! `promtool`, then loaded into a real Prometheus (Debian's `prometheus`) that scrapes a
+//! running daemon — the source-failing alert fires when the simulator stops and clears when
+//! it is back, the backlog alert fires when a sink's receiver dies, and every dashboard query
+//! answers with data.
+
+mod common;
+#[path = "prometheus_support/mod.rs"]
+mod prometheus_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Confluence, DaemonProcess, Scratch, free_port, source_toml, wait_until};
+use confluence_audit_forwarder::simulate::SimConfig;
+use prometheus_support::Prometheus;
+
+fn deploy(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(file)
+}
+
+/// `promtool ARGS…`, panicking with its output when it fails.
+fn promtool(args: &[&str]) -> String {
+    let out = Command::new("promtool")
+        .args(args)
+        .output()
+        .expect("run promtool (Debian package `prometheus`; .ci/run installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool {args:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn promtool_checks_the_alert_rules() {
+    let rules = deploy("prometheus/alerts.yml");
+    let out = promtool(&["check", "rules", rules.to_str().unwrap()]);
+    assert!(out.contains("SUCCESS: 9 rules found"), "{out}");
+}
+
+#[test]
+fn promtool_unit_tests_of_the_alert_rules_pass() {
+    let tests = deploy("prometheus/alerts.test.yml");
+    let out = promtool(&["test", "rules", tests.to_str().unwrap()]);
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+/// alerts.yml as the test's Prometheus loads it: every `for:` 1s and the backlog's 600 s 3 s,
+/// so that a test reaches them; the expressions are the file's. Each change must find its text.
+fn rules_for_the_test() -> String {
+    let text = std::fs::read_to_string(deploy("prometheus/alerts.yml")).expect("alerts.yml");
+    let backlog = "caf_sink_queue_oldest_age_seconds > 600";
+    assert_eq!(text.matches(backlog).count(), 1, "the backlog rule changed");
+    let text = text.replace(backlog, "caf_sink_queue_oldest_age_seconds > 3");
+    let mut shortened = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(_) => {
+                shortened += 1;
+                format!("{}for: 1s", &l[..l.len() - l.trim_start().len()])
+            }
+            None => l.to_owned(),
+        })
+        .collect();
+    assert!(shortened >= 4, "only {shortened} `for:` found");
+    lines.join("\n") + "\n"
+}
+
+/// A daemon polling `url` every 200 ms, with a file sink and the sinks in `sinks` (TOML),
+/// serving `/metrics` on `port`.
+fn daemon_config(scratch: &Scratch, url: &str, sinks: &str, port: u16) -> PathBuf {
+    scratch.config(&format!(
+        "{}\n[state]\ndir = \"{}\"\n[[sink]]\nname = \"archive\"\ntype = \"file\"\npath = \"{}\"\n{sinks}\n[server]\nlisten = \"127.0.0.1:{port}\"\nsink_failure_grace = \"2s\"\n",
+        source_toml("wiki", url, "legacy", "lag = \"1s\""),
+        scratch.path("state").display(),
+        scratch.path("events.ndjson").display(),
+    ))
+}
+
+/// Wait until the alert `name` for `key=value` is in `state` (None: not active).
+fn wait_for_alert(p: &Prometheus, name: &str, key: &str, value: &str, state: Option<&str>) {
+    let what = format!("{name}{{{key}={value:?}}} to be {state:?}");
+    let mut last = None;
+    let limit = Duration::from_secs(120);
+    let started = std::time::Instant::now();
+    loop {
+        let now = p.alert_state(name, key, value);
+        if now.as_deref() == state {
+            return;
+        }
+        if now != last {
+            eprintln!("{what}: now {now:?}");
+            last = now;
+        }
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn source_failing_alert_fires_when_confluence_stops_and_clears_when_it_is_back() {
+    let Confluence {
+        sim, server, rt, ..
+    } = Confluence::with_history(SimConfig::default(), 300);
+    let addr = server.addr;
+    let scratch = Scratch::new();
+    let port = free_port();
+    let cfg = daemon_config(&scratch, &server.url(), "", port);
+    let _daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
+    let Some(prom) = Prometheus::start(&format!("127.0.0.1:{port}"), &rules_for_the_test()) else {
+        return;
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "Prometheus sees the source up",
+        || prom.value("caf_source_up{job=\"caf\",source=\"wiki\"}") == Some(1.0),
+    );
+    assert_eq!(
+        prom.alert_state("ConfluenceAuditSourceFailing", "source", "wiki"),
+        None
+    );
+
+    // Confluence goes away: the alert becomes pending, then firing (`for:` shortened).
+    rt.block_on(server.shutdown());
+    wait_for_alert(
+        &prom,
+        "ConfluenceAuditSourceFailing",
+        "source",
+        "wiki",
+        Some("firing"),
+    );
+    assert_eq!(
+        prom.value("caf_source_up{source=\"wiki\"}"),
+        Some(0.0),
+        "{}",
+        scratch.logs()
+    );
+    assert!(
+        prom.value("sum(caf_source_errors_total{source=\"wiki\",kind=\"connect\"})")
+            .is_some_and(|n| n >= 1.0),
+        "the failed polls are counted as connect errors: {}",
+        scratch.logs()
+    );
+
+    // Back on the same address: the alert clears.
+    let _server = rt
+        .block_on(sim.serve(addr))
+        .expect("serve the simulator again");
+    wait_for_alert(
+        &prom,
+        "ConfluenceAuditSourceFailing",
+        "source",
+        "wiki",
+        None,
+    );
+    assert_eq!(prom.value("caf_source_up{source=\"wiki\"}"), Some(1.0));
+}
