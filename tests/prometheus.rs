@@ -8,14 +8,17 @@
 mod common;
 #[path = "prometheus_support/mod.rs"]
 mod prometheus_support;
+#[path = "syslog_support/mod.rs"]
+mod syslog_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use common::{Confluence, DaemonProcess, Scratch, free_port, source_toml, wait_until};
-use confluence_audit_forwarder::simulate::SimConfig;
+use confluence_audit_forwarder::simulate::{ArrivalMix, Faults, SimConfig};
 use prometheus_support::Prometheus;
+use syslog_support::{Input, Rsyslog};
 
 fn deploy(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -162,4 +165,92 @@ fn source_failing_alert_fires_when_confluence_stops_and_clears_when_it_is_back()
         None,
     );
     assert_eq!(prom.value("caf_source_up{source=\"wiki\"}"), Some(1.0));
+}
+
+#[test]
+fn a_dead_sink_fires_backlog_and_failing_alerts_and_every_dashboard_query_answers() {
+    let c = Confluence::with_history(SimConfig::default(), 300);
+    let arrivals = {
+        let _g = c.rt.enter();
+        c.sim.start_arrivals(20.0, ArrivalMix::default())
+    };
+    let syslog_port = syslog_support::free_port();
+    let mut rsyslog = Rsyslog::start_on(Input::Tcp, syslog_port);
+    let scratch = Scratch::new();
+    let port = free_port();
+    let siem = format!(
+        "[[sink]]\nname = \"siem\"\ntype = \"syslog\"\naddress = \"tcp://127.0.0.1:{syslog_port}\"\npayload = \"json\"\nmax_backoff = \"300ms\"\n"
+    );
+    let cfg = daemon_config(&scratch, &c.url, &siem, port);
+    let _daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
+    let Some(prom) = Prometheus::start(&format!("127.0.0.1:{port}"), &rules_for_the_test()) else {
+        return;
+    };
+    rsyslog.wait_for("the history delivered to rsyslog", |m| m.len() >= 300);
+    wait_until(Duration::from_secs(60), "Prometheus sees the sink", || {
+        prom.value("caf_sink_failing_seconds{sink=\"siem\"}") == Some(0.0)
+    });
+    assert_eq!(
+        prom.alert_state("ConfluenceAuditSinkBacklog", "sink", "siem"),
+        None
+    );
+
+    // The receiver dies; new events keep arriving and wait in the sink's queue.
+    rsyslog.kill();
+    wait_for_alert(
+        &prom,
+        "ConfluenceAuditSinkFailing",
+        "sink",
+        "siem",
+        Some("firing"),
+    );
+    wait_for_alert(
+        &prom,
+        "ConfluenceAuditSinkBacklog",
+        "sink",
+        "siem",
+        Some("firing"),
+    );
+    assert!(
+        prom.value("caf_sink_queue_events{sink=\"siem\"}")
+            .is_some_and(|n| n > 0.0),
+        "{}",
+        scratch.logs()
+    );
+    assert_eq!(
+        prom.alert_state("ConfluenceAuditSinkBacklog", "sink", "archive"),
+        None,
+        "the file sink beside it delivers"
+    );
+
+    // The account loses its permission for a moment: the credentials alert fires.
+    c.sim.set_faults(Faults {
+        forbidden: true,
+        ..Faults::default()
+    });
+    wait_for_alert(
+        &prom,
+        "ConfluenceAuditCredentialsRejected",
+        "source",
+        "wiki",
+        Some("firing"),
+    );
+    c.sim.set_faults(Faults::default());
+    wait_until(Duration::from_secs(60), "the source up again", || {
+        prom.value("caf_source_up{source=\"wiki\"}") == Some(1.0)
+    });
+
+    // Errors of both kinds have happened: every dashboard query has data.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(deploy("grafana/confluence-audit-forwarder.json"))
+            .expect("dashboard"),
+    )
+    .expect("dashboard JSON");
+    prometheus_support::dashboard::check_every_query(&prom, &dashboard, "wiki", "siem");
+
+    // The receiver is back where the sink expects it: the sink catches up, the alerts clear.
+    drop(arrivals);
+    let _rsyslog = Rsyslog::start_on(Input::Tcp, syslog_port);
+    wait_for_alert(&prom, "ConfluenceAuditSinkFailing", "sink", "siem", None);
+    wait_for_alert(&prom, "ConfluenceAuditSinkBacklog", "sink", "siem", None);
 }

@@ -7,6 +7,8 @@
 //! checked.
 #![allow(dead_code)]
 
+pub mod dashboard;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
