@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Confluence, DaemonProcess, Scratch, free_port, source_toml, wait_until};
+use common::{
+    Confluence, DaemonProcess, Scratch, free_port, http_get, scrape, source_toml, wait_until,
+};
 use confluence_audit_forwarder::simulate::{ArrivalMix, Faults, SimConfig};
 use prometheus_support::Prometheus;
 use syslog_support::{Input, Rsyslog};
@@ -92,7 +94,7 @@ fn daemon_config(scratch: &Scratch, url: &str, sinks: &str, port: u16) -> PathBu
 fn wait_for_alert(p: &Prometheus, name: &str, key: &str, value: &str, state: Option<&str>) {
     let what = format!("{name}{{{key}={value:?}}} to be {state:?}");
     let mut last = None;
-    let limit = Duration::from_secs(120);
+    let limit = Duration::from_secs(240);
     let started = std::time::Instant::now();
     loop {
         let now = p.alert_state(name, key, value);
@@ -131,7 +133,9 @@ fn source_failing_alert_fires_when_confluence_stops_and_clears_when_it_is_back()
         None
     );
 
-    // Confluence goes away: the alert becomes pending, then firing (`for:` shortened).
+    // Confluence goes away: the alert becomes pending, then firing (`for:` shortened). Connection
+    // errors are retried inside the poll cycle, so caf_source_up (like /readyz) turns 0 once no
+    // cycle succeeded for three poll intervals plus a minute.
     rt.block_on(server.shutdown());
     wait_for_alert(
         &prom,
@@ -253,4 +257,52 @@ fn a_dead_sink_fires_backlog_and_failing_alerts_and_every_dashboard_query_answer
     let _rsyslog = Rsyslog::start_on(Input::Tcp, syslog_port);
     wait_for_alert(&prom, "ConfluenceAuditSinkFailing", "sink", "siem", None);
     wait_for_alert(&prom, "ConfluenceAuditSinkBacklog", "sink", "siem", None);
+}
+
+/// The three metrics `readiness_metrics` exports follow `/readyz`, scraped directly (no
+/// Prometheus needed): the source up, then down at once on a 403 (a permanent error); a sink
+/// whose receiver never answers failing for longer and longer; the configured grace.
+#[test]
+fn readiness_metrics_say_what_readyz_says() {
+    let c = Confluence::with_history(SimConfig::default(), 50);
+    let closed_port = syslog_support::free_port();
+    let scratch = Scratch::new();
+    let port = free_port();
+    let dead = format!(
+        "[[sink]]\nname = \"siem\"\ntype = \"syslog\"\naddress = \"tcp://127.0.0.1:{closed_port}\"\nmax_backoff = \"300ms\"\n"
+    );
+    let cfg = daemon_config(&scratch, &c.url, &dead, port);
+    let _daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
+    let m = |name: &str| scrape(port, name);
+    wait_until(Duration::from_secs(60), "the source up", || {
+        m("caf_source_up{source=\"wiki\"}") == Some(1.0)
+    });
+    assert_eq!(m("caf_sink_failure_grace_seconds"), Some(2.0));
+    assert_eq!(m("caf_sink_failing_seconds{sink=\"archive\"}"), Some(0.0));
+    let mut first = 0.0;
+    wait_until(Duration::from_secs(60), "the dead sink failing", || {
+        first = m("caf_sink_failing_seconds{sink=\"siem\"}").unwrap_or(0.0);
+        first > 0.0
+    });
+    wait_until(
+        Duration::from_secs(60),
+        "the dead sink failing longer",
+        || m("caf_sink_failing_seconds{sink=\"siem\"}").is_some_and(|s| s > first),
+    );
+    wait_until(Duration::from_secs(60), "/readyz naming the sink", || {
+        http_get(&format!("http://127.0.0.1:{port}/readyz"))
+            .1
+            .contains("sink \\\"siem\\\"")
+    });
+
+    c.sim.set_faults(Faults {
+        forbidden: true,
+        ..Faults::default()
+    });
+    wait_until(Duration::from_secs(60), "the source down on a 403", || {
+        m("caf_source_up{source=\"wiki\"}") == Some(0.0)
+    });
+    let (status, body) = http_get(&format!("http://127.0.0.1:{port}/readyz"));
+    assert_eq!(status, 503);
+    assert!(body.contains("wiki") && body.contains("403"), "{body}");
 }
