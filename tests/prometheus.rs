@@ -112,17 +112,17 @@ fn wait_for_alert(p: &Prometheus, name: &str, key: &str, value: &str, state: Opt
 
 #[test]
 fn source_failing_alert_fires_when_confluence_stops_and_clears_when_it_is_back() {
+    let port = free_port();
+    let Some(prom) = Prometheus::start(&format!("127.0.0.1:{port}"), &rules_for_the_test()) else {
+        return;
+    };
     let Confluence {
         sim, server, rt, ..
     } = Confluence::with_history(SimConfig::default(), 300);
     let addr = server.addr;
     let scratch = Scratch::new();
-    let port = free_port();
     let cfg = daemon_config(&scratch, &server.url(), "", port);
     let _daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
-    let Some(prom) = Prometheus::start(&format!("127.0.0.1:{port}"), &rules_for_the_test()) else {
-        return;
-    };
     wait_until(
         Duration::from_secs(60),
         "Prometheus sees the source up",
@@ -171,8 +171,32 @@ fn source_failing_alert_fires_when_confluence_stops_and_clears_when_it_is_back()
     assert_eq!(prom.value("caf_source_up{source=\"wiki\"}"), Some(1.0));
 }
 
+/// The account loses its permission for a moment: the credentials alert fires (and the
+/// source errors of kind `auth` exist for the dashboard); then the source is up again.
+fn the_credentials_alert_fires_on_a_403(c: &Confluence, prom: &Prometheus) {
+    c.sim.set_faults(Faults {
+        forbidden: true,
+        ..Faults::default()
+    });
+    wait_for_alert(
+        prom,
+        "ConfluenceAuditCredentialsRejected",
+        "source",
+        "wiki",
+        Some("firing"),
+    );
+    c.sim.set_faults(Faults::default());
+    wait_until(Duration::from_secs(60), "the source up again", || {
+        prom.value("caf_source_up{source=\"wiki\"}") == Some(1.0)
+    });
+}
+
 #[test]
 fn a_dead_sink_fires_backlog_and_failing_alerts_and_every_dashboard_query_answers() {
+    let port = free_port();
+    let Some(prom) = Prometheus::start(&format!("127.0.0.1:{port}"), &rules_for_the_test()) else {
+        return;
+    };
     let c = Confluence::with_history(SimConfig::default(), 300);
     let arrivals = {
         let _g = c.rt.enter();
@@ -181,15 +205,11 @@ fn a_dead_sink_fires_backlog_and_failing_alerts_and_every_dashboard_query_answer
     let syslog_port = syslog_support::free_port();
     let mut rsyslog = Rsyslog::start_on(Input::Tcp, syslog_port);
     let scratch = Scratch::new();
-    let port = free_port();
     let siem = format!(
         "[[sink]]\nname = \"siem\"\ntype = \"syslog\"\naddress = \"tcp://127.0.0.1:{syslog_port}\"\npayload = \"json\"\nmax_backoff = \"300ms\"\n"
     );
     let cfg = daemon_config(&scratch, &c.url, &siem, port);
     let _daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
-    let Some(prom) = Prometheus::start(&format!("127.0.0.1:{port}"), &rules_for_the_test()) else {
-        return;
-    };
     rsyslog.wait_for("the history delivered to rsyslog", |m| m.len() >= 300);
     wait_until(Duration::from_secs(60), "Prometheus sees the sink", || {
         prom.value("caf_sink_failing_seconds{sink=\"siem\"}") == Some(0.0)
@@ -227,22 +247,7 @@ fn a_dead_sink_fires_backlog_and_failing_alerts_and_every_dashboard_query_answer
         "the file sink beside it delivers"
     );
 
-    // The account loses its permission for a moment: the credentials alert fires.
-    c.sim.set_faults(Faults {
-        forbidden: true,
-        ..Faults::default()
-    });
-    wait_for_alert(
-        &prom,
-        "ConfluenceAuditCredentialsRejected",
-        "source",
-        "wiki",
-        Some("firing"),
-    );
-    c.sim.set_faults(Faults::default());
-    wait_until(Duration::from_secs(60), "the source up again", || {
-        prom.value("caf_source_up{source=\"wiki\"}") == Some(1.0)
-    });
+    the_credentials_alert_fires_on_a_403(&c, &prom);
 
     // Errors of both kinds have happened: every dashboard query has data.
     let dashboard: serde_json::Value = serde_json::from_str(
