@@ -2,8 +2,9 @@
 //! (`deploy/grafana/confluence-audit-forwarder.json`): checked and unit-tested with
 //! `promtool`, then loaded into a real Prometheus (Debian's `prometheus`) that scrapes a
 //! running daemon — the source-failing alert fires when the simulator stops and clears when
-//! it is back, the backlog alert fires when a sink's receiver dies, and every dashboard query
-//! answers with data.
+//! it is back, a failed reload fires its alert, the sink-failing and backlog alerts fire when
+//! a sink's receiver dies (and clear when it is back), the credentials alert fires on a 403,
+//! and every dashboard query answers with data.
 
 mod common;
 #[path = "prometheus_support/mod.rs"]
@@ -110,6 +111,29 @@ fn wait_for_alert(p: &Prometheus, name: &str, key: &str, value: &str, state: Opt
     }
 }
 
+/// SIGHUP with a file that does not load (a misspelt key): the daemon keeps running on its
+/// configuration, and the reload alert fires.
+fn a_failed_reload_fires_its_alert(prom: &Prometheus, daemon: &DaemonProcess, cfg: &Path) {
+    let text = std::fs::read_to_string(cfg).expect("read config");
+    std::fs::write(
+        cfg,
+        text.replace("[[sink]]", "[[sink]]\nbatch_max_event = 5"),
+    )
+    .expect("write config");
+    let status = Command::new("kill")
+        .args(["-HUP", &daemon.child.id().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    wait_for_alert(
+        prom,
+        "ConfluenceAuditConfigReloadFailed",
+        "job",
+        "caf",
+        Some("firing"),
+    );
+}
+
 #[test]
 fn source_failing_alert_fires_when_confluence_stops_and_clears_when_it_is_back() {
     let port = free_port();
@@ -122,7 +146,7 @@ fn source_failing_alert_fires_when_confluence_stops_and_clears_when_it_is_back()
     let addr = server.addr;
     let scratch = Scratch::new();
     let cfg = daemon_config(&scratch, &server.url(), "", port);
-    let _daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
+    let daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
     wait_until(
         Duration::from_secs(60),
         "Prometheus sees the source up",
@@ -132,6 +156,8 @@ fn source_failing_alert_fires_when_confluence_stops_and_clears_when_it_is_back()
         prom.alert_state("ConfluenceAuditSourceFailing", "source", "wiki"),
         None
     );
+
+    a_failed_reload_fires_its_alert(&prom, &daemon, &cfg);
 
     // Confluence goes away: the alert becomes pending, then firing (`for:` shortened). Connection
     // errors are retried inside the poll cycle, so caf_source_up (like /readyz) turns 0 once no
