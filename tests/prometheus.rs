@@ -337,3 +337,45 @@ fn readiness_metrics_say_what_readyz_says() {
     assert_eq!(status, 503);
     assert!(body.contains("wiki") && body.contains("403"), "{body}");
 }
+
+/// Every `caf_*` name in the rules, their unit tests and the dashboard is one the daemon
+/// registers (`src/metrics.rs`, prefix `caf_`; a counter's samples end in `_total`, a
+/// histogram's in `_bucket`, `_sum`, `_count`): a misspelt name would make a rule or panel
+/// silently empty, and promtool's unit tests would not notice, since they feed the same name.
+#[test]
+fn every_metric_the_rules_and_the_dashboard_name_is_registered() {
+    let source =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/metrics.rs"))
+            .expect("src/metrics.rs");
+    let registered: Vec<String> = source
+        .split("r.register(")
+        .skip(1)
+        .filter_map(|call| call.split('"').nth(1))
+        .map(|name| format!("caf_{name}"))
+        .collect();
+    assert!(registered.len() >= 25, "{registered:?}");
+    let known = |name: &str| {
+        registered.iter().any(|r| {
+            ["", "_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .any(|suffix| name == format!("{r}{suffix}"))
+        })
+    };
+    for file in [
+        "prometheus/alerts.yml",
+        "prometheus/alerts.test.yml",
+        "grafana/confluence-audit-forwarder.json",
+    ] {
+        let text = std::fs::read_to_string(deploy(file)).expect(file);
+        let names: std::collections::BTreeSet<&str> = text
+            .split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+            .filter(|w| w.starts_with("caf_") && !w.ends_with('_'))
+            .collect();
+        assert!(names.len() >= 8, "{file}: {names:?}");
+        let unknown: Vec<_> = names.into_iter().filter(|n| !known(n)).collect();
+        assert!(
+            unknown.is_empty(),
+            "{file} names metrics the daemon does not register: {unknown:?}"
+        );
+    }
+}
