@@ -41,7 +41,9 @@
 //!   one file. Loading builds every source client and sink as the daemon would (`check-config`).
 //! - [`daemon`]: wires sources, state and sink workers together for `run` and `once`.
 //! - [`lifecycle`]: the run/drain/stop mode every task watches, and the signals that change it.
-//! - [`metrics`] and [`server`]: Prometheus metrics, `/healthz` and `/readyz`.
+//! - [`metrics`] and [`server`]: Prometheus metrics, `/healthz` and `/readyz`;
+//!   [`readiness_metrics`] exports `/readyz`'s verdicts for the alert rules in
+//!   `deploy/prometheus/alerts.yml` (tested by `tests/prometheus.rs`).
 //! - [`clock`]: time in one place — `now_ms`, the one `Retry-After` parser and its cap, and
 //!   how far a server's `Date` is believed.
 //! - [`logsafe`]: server-supplied text made safe to log, report and serve (control characters
@@ -64,6 +66,7 @@ pub mod lifecycle;
 pub mod logsafe;
 pub mod metrics;
 pub mod normalize;
+pub mod readiness_metrics;
 pub mod server;
 pub mod simulate;
 pub mod sink;

@@ -63,6 +63,10 @@ pub struct Metrics {
     pub dead_letters: Family<SinkLabel, Gauge>,
     /// SIGHUPs whose file did not check out (the running configuration was kept).
     pub config_reload_failures: Counter,
+    /// `/readyz`'s verdicts, set at each scrape (`readiness_metrics`).
+    pub source_up: Family<SourceLabel, Gauge>,
+    pub sink_failing_seconds: Family<SinkLabel, FloatGauge>,
+    pub sink_failure_grace: FloatGauge,
 }
 
 impl Default for Metrics {
@@ -100,6 +104,9 @@ impl Metrics {
             queue_oldest_age: Family::default(),
             dead_letters: Family::default(),
             config_reload_failures: Counter::default(),
+            source_up: Family::default(),
+            sink_failing_seconds: Family::default(),
+            sink_failure_grace: FloatGauge::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -212,6 +219,21 @@ impl Metrics {
             "sink_dead_letters",
             "Events in the sink's dead-letter queue",
             m.dead_letters.clone(),
+        );
+        r.register(
+            "source_up",
+            "1 when the source's last poll cycle succeeded, recently enough for /readyz; 0 otherwise",
+            m.source_up.clone(),
+        );
+        r.register(
+            "sink_failing_seconds",
+            "How long every delivery attempt of the sink has failed (0 when it delivers)",
+            m.sink_failing_seconds.clone(),
+        );
+        r.register(
+            "sink_failure_grace_seconds",
+            "server.sink_failure_grace: a sink failing for longer makes /readyz unready",
+            m.sink_failure_grace.clone(),
         );
         Metrics { registry: r, ..m }
     }

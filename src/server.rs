@@ -47,17 +47,7 @@ impl Health {
             ));
         }
         for (name, status, interval) in &self.sources {
-            let bound = *interval * 3 + Duration::from_secs(60);
-            let (last_ok, last_err) = status.get();
-            let since = last_ok.unwrap_or(self.started);
-            if let Some(e) = last_err {
-                reasons.push(format!("source {name:?}: last poll failed: {e}"));
-            } else if since.elapsed() > bound {
-                reasons.push(format!(
-                    "source {name:?}: no successful poll for {}s",
-                    since.elapsed().as_secs()
-                ));
-            }
+            reasons.extend(self.source_unready(name, status, *interval));
         }
         for (name, status) in &self.sinks {
             if let Some((since, err)) = status.failing()
@@ -70,6 +60,29 @@ impl Health {
             }
         }
         reasons
+    }
+
+    /// Why the source is not ready, if it is not: its last poll cycle failed, or none
+    /// succeeded within three poll intervals plus a minute.
+    pub fn source_unready(
+        &self,
+        name: &str,
+        status: &SourceStatus,
+        interval: Duration,
+    ) -> Option<String> {
+        let bound = interval * 3 + Duration::from_secs(60);
+        let (last_ok, last_err) = status.get();
+        let since = last_ok.unwrap_or(self.started);
+        if let Some(e) = last_err {
+            Some(format!("source {name:?}: last poll failed: {e}"))
+        } else if since.elapsed() > bound {
+            Some(format!(
+                "source {name:?}: no successful poll for {}s",
+                since.elapsed().as_secs()
+            ))
+        } else {
+            None
+        }
     }
 }
 
@@ -94,6 +107,7 @@ pub async fn serve(
 }
 
 async fn metrics(State(h): State<Arc<Health>>) -> Response {
+    crate::readiness_metrics::export(&h);
     (
         [(
             header::CONTENT_TYPE,
