@@ -165,6 +165,15 @@ impl Daemon {
             }
             return Err(e);
         }
+        let control = match self.start_control() {
+            Ok(task) => task,
+            Err(e) => {
+                if let Some(task) = server {
+                    task.abort();
+                }
+                return Err(e);
+            }
+        };
         let mut polling = JoinSet::new();
         for s in sources {
             let span = tracing::info_span!("source", source = %s.name());
@@ -194,6 +203,7 @@ impl Daemon {
                 if let Some(task) = server {
                     task.abort();
                 }
+                control.abort();
                 anyhow::bail!(
                     "the state store in {} failed: {reason}; stopping so that it is reopened cleanly (nothing was lost: un-acknowledged events stay queued, unread windows are read again)",
                     self.config.state.dir.display()
@@ -223,6 +233,9 @@ impl Daemon {
         if let Some(task) = server {
             task.abort();
         }
+        // Awaited: its socket file is gone before a reload binds a new one.
+        control.abort();
+        let _ = control.await;
         for (name, _) in &self.sinks {
             let st = self.store.queue_stats(name)?;
             if st.events > 0 {
@@ -230,6 +243,22 @@ impl Daemon {
             }
         }
         Ok(exit)
+    }
+
+    /// The control socket in `state.dir` (`status`, `replay`), bound once the store is ours.
+    fn start_control(&self) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let ctx = crate::control::server::ControlContext {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            sources: self.sources.clone(),
+            sinks: self.sinks.clone(),
+            queued: self.queued.clone(),
+            today: crate::status::today::Today::new(crate::clock::now_ms()),
+        };
+        let (path, task) = crate::control::server::serve(Arc::new(ctx))?;
+        tracing::info!(socket = %path.display(), "control socket ready (status, replay)");
+        Ok(task)
     }
 
     async fn start_server(&self) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {

@@ -58,6 +58,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod lifecycle;
@@ -69,3 +70,4 @@ pub mod simulate;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod status;
