@@ -255,6 +255,7 @@ impl Daemon {
             sinks: self.sinks.clone(),
             queued: self.queued.clone(),
             today: crate::status::today::Today::new(crate::clock::now_ms()),
+            mode: self.mode_tx.subscribe(),
         };
         let (path, task) = crate::control::server::serve(Arc::new(ctx))?;
         tracing::info!(socket = %path.display(), "control socket ready (status, replay)");

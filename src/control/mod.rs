@@ -2,7 +2,7 @@
 //! is locked to everyone else.
 //!
 //! A Unix socket, `control.sock` in `state.dir`, mode 0600 and answering only peers of the
-//! daemon's own user — never the HTTP listener, which may be exposed. One JSON request per
+//! daemon's own user (and root) — never the HTTP listener, which may be exposed. One JSON request per
 //! line, answered by JSON lines ([`protocol`]). The daemon binds it after it has the store's
 //! exclusive lock, so a socket file found then is a dead daemon's leftover (a crash) and is
 //! replaced; a second daemon on the same `state.dir` never gets that far (the store is

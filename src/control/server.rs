@@ -5,7 +5,7 @@
 //! Binding: the socket is created under a temporary name, given mode 0600, then renamed
 //! over `control.sock`, so no other user ever finds it open, even for a moment; a leftover
 //! from a crashed daemon is replaced by that rename. Each connection's peer must run as the
-//! daemon's user. The file is removed when the server stops — unless another daemon (after
+//! daemon's user (or root). The file is removed when the server stops — unless another daemon (after
 //! a reload) has replaced it meanwhile.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -16,20 +16,21 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::protocol::{Reply, Request};
 use super::{ControlError, socket_path};
 use crate::clock::now_ms;
 use crate::config::Config;
+use crate::lifecycle::RunMode;
 use crate::metrics::Metrics;
 use crate::sink::worker::SinkStatus;
 use crate::source::SourceStatus;
 use crate::source::replay::{ReplayDeps, replaying_source};
 use crate::state::{Store, blocking};
 use crate::status::today::{Counts, Today};
-use crate::status::{self, Live, LiveSink, LiveSource};
+use crate::status::{self, DaemonState, Live, LiveSink, LiveSource};
 
 /// The longest request line read.
 const MAX_REQUEST_BYTES: u64 = 64 * 1024;
@@ -44,6 +45,14 @@ pub struct ControlContext {
     /// Wakes the sink workers when a replay queued something.
     pub queued: Arc<Notify>,
     pub today: Today,
+    /// Whether the daemon runs, drains or stops.
+    pub mode: watch::Receiver<RunMode>,
+}
+
+impl ControlContext {
+    fn stopping(&self) -> bool {
+        *self.mode.borrow() != RunMode::Run
+    }
 }
 
 /// Bind the control socket in `state.dir` and answer on it until the task is aborted.
@@ -106,7 +115,7 @@ async fn accept_loop(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) if same_user(&stream) => {
+                Ok((stream, _)) if trusted_peer(&stream) => {
                     connections.spawn(answer(stream, ctx.clone()));
                 }
                 Ok(_) => tracing::warn!("control socket: refused a connection from another user"),
@@ -121,11 +130,14 @@ async fn accept_loop(
     }
 }
 
-/// The peer runs as the daemon's user (the socket's mode already keeps others out).
-fn same_user(stream: &UnixStream) -> bool {
+/// The peer runs as the daemon's user, or as root (who could open the store anyway). The
+/// socket's mode already keeps others out; this holds even if the mode were changed.
+fn trusted_peer(stream: &UnixStream) -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
-    stream.peer_cred().is_ok_and(|c| c.uid() == me)
+    stream
+        .peer_cred()
+        .is_ok_and(|c| c.uid() == me || c.uid() == 0)
 }
 
 async fn answer(stream: UnixStream, ctx: Arc<ControlContext>) {
@@ -175,7 +187,12 @@ async fn status_reply(ctx: &Arc<ControlContext>) -> Reply {
     })
     .await
     {
-        Ok(report) => Reply::Status(report),
+        Ok(mut report) => {
+            if ctx.stopping() {
+                report.daemon = DaemonState::Stopping;
+            }
+            Reply::Status(report)
+        }
         Err(e) => Reply::Error(e.to_string()),
     }
 }
@@ -189,6 +206,11 @@ async fn replay(
     sinks: &[String],
     write: &mut OwnedWriteHalf,
 ) -> Option<Reply> {
+    if ctx.stopping() {
+        return Some(Reply::Error(
+            "the daemon is stopping; replay once it runs again (or once it has stopped)".into(),
+        ));
+    }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let deps = ReplayDeps {
         store: ctx.store.clone(),

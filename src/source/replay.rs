@@ -282,7 +282,7 @@ impl Source {
 }
 
 /// The document with `confluence.audit.replayed: true` added.
-fn tag_replayed(doc: &[u8]) -> Vec<u8> {
+pub fn tag_replayed(doc: &[u8]) -> Vec<u8> {
     let mut value: serde_json::Value =
         serde_json::from_slice(doc).expect("documents the forwarder wrote are JSON");
     let confluence = value

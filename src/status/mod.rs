@@ -24,6 +24,8 @@ use crate::state::{StateError, Store};
 #[serde(rename_all = "lowercase")]
 pub enum DaemonState {
     Running,
+    /// Told to stop (or reloading): polling has stopped, sinks drain.
+    Stopping,
     Stopped,
 }
 
@@ -252,4 +254,43 @@ fn sink_verdict(row: &SinkRow, running: bool) -> Verdict {
         );
     }
     verdict(Level::Ok, "delivering")
+}
+
+/// A running daemon's report with one never-polled source and one sink, for render tests.
+#[cfg(test)]
+fn report_for_tests() -> StatusReport {
+    let ok = Verdict {
+        level: Level::Ok,
+        text: "ok".into(),
+    };
+    StatusReport {
+        daemon: DaemonState::Running,
+        generated_at: "2026-12-02T22:00:00.000Z".into(),
+        counted_since: Some("2026-12-02T00:00:30.000Z".into()),
+        sources: vec![SourceRow {
+            name: "wiki".into(),
+            api: "cloud".into(),
+            cursor: None,
+            lag_seconds: None,
+            last_success_age_seconds: None,
+            last_error: None,
+            last_error_age_seconds: None,
+            events_today: Some(0),
+            gaps: Some(0),
+            verdict: ok.clone(),
+        }],
+        sinks: vec![SinkRow {
+            name: "siem".into(),
+            kind: "syslog".into(),
+            state: Some("failing".into()),
+            failing_for_seconds: Some(120.0),
+            queued: 12,
+            queued_bytes: 3400,
+            oldest_queued_age_seconds: Some(130.0),
+            dead_letters: 0,
+            delivered_today: Some(0),
+            last_error: Some("connect refused".into()),
+            verdict: ok,
+        }],
+    }
 }

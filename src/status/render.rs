@@ -54,6 +54,10 @@ pub fn human(report: &StatusReport, colour: bool) -> String {
             "daemon running; today counts since {}",
             report.counted_since.as_deref().unwrap_or("-")
         ),
+        DaemonState::Stopping => format!(
+            "daemon stopping: polling has stopped, sinks are draining; today counts since {}",
+            report.counted_since.as_deref().unwrap_or("-")
+        ),
         DaemonState::Stopped => {
             "daemon stopped: read from the state store; last success, errors, today's counts and gaps are known only while it runs".to_owned()
         }
@@ -63,7 +67,10 @@ pub fn human(report: &StatusReport, colour: bool) -> String {
     let source_rows: Vec<(Vec<String>, Level, &str)> = report
         .sources
         .iter()
-        .map(|s| (source_cells(s), s.verdict.level, s.verdict.text.as_str()))
+        .map(|s| {
+            let cells = source_cells(s, report.daemon != DaemonState::Stopped);
+            (cells, s.verdict.level, s.verdict.text.as_str())
+        })
         .collect();
     table(
         &mut out,
@@ -104,13 +111,17 @@ pub fn human(report: &StatusReport, colour: bool) -> String {
     out
 }
 
-fn source_cells(s: &SourceRow) -> Vec<String> {
+/// `running`: a missing last success means "never" rather than "unknown".
+fn source_cells(s: &SourceRow, running: bool) -> Vec<String> {
+    let never = if running { "never" } else { "-" };
     vec![
         s.name.clone(),
         s.api.clone(),
         s.cursor.clone().unwrap_or_else(|| "-".into()),
         opt_age(s.lag_seconds),
-        opt_age(s.last_success_age_seconds).replace('-', "never"),
+        s.last_success_age_seconds
+            .map(age)
+            .unwrap_or_else(|| never.into()),
         opt_age(s.last_error_age_seconds),
         opt_count(s.events_today),
         opt_count(s.gaps),
@@ -165,7 +176,46 @@ fn table(out: &mut String, head: &[&str], rows: &[(Vec<String>, Level, &str)], c
 
 #[cfg(test)]
 mod tests {
-    use super::age;
+    use super::super::{Verdict, report_for_tests};
+    use super::*;
+
+    #[test]
+    fn a_terminal_gets_colour_and_a_verdict_line_plain_output_gets_columns() {
+        let mut report = report_for_tests();
+        report.sinks[0].verdict = Verdict {
+            level: Level::Fail,
+            text: "failing for 2m00s: connect refused".into(),
+        };
+        let plain = human(&report, false);
+        assert!(!plain.contains('\x1b'), "{plain}");
+        let row = plain.lines().find(|l| l.starts_with("siem")).unwrap();
+        assert!(
+            row.ends_with("FAIL failing for 2m00s: connect refused"),
+            "{plain}"
+        );
+        assert!(
+            plain
+                .lines()
+                .any(|l| l.starts_with("SINK") && l.ends_with("VERDICT"))
+        );
+
+        let tty = human(&report, true);
+        let lines: Vec<&str> = tty.lines().collect();
+        let at = lines.iter().position(|l| l.starts_with("siem")).unwrap();
+        assert_eq!(
+            lines[at + 1],
+            "  \x1b[1m\x1b[31mFAIL\x1b[0m failing for 2m00s: connect refused"
+        );
+        // Never polled while running is "never"; while stopped it is unknown.
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("wiki") && l.contains(" never "))
+        );
+        report.daemon = DaemonState::Stopped;
+        let stopped = human(&report, false);
+        assert!(!stopped.contains("never"), "{stopped}");
+    }
 
     #[test]
     fn ages_are_short_and_exact() {
