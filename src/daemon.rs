@@ -165,15 +165,7 @@ impl Daemon {
             }
             return Err(e);
         }
-        let control = match self.start_control() {
-            Ok(task) => task,
-            Err(e) => {
-                if let Some(task) = server {
-                    task.abort();
-                }
-                return Err(e);
-            }
-        };
+        let control = self.start_control();
         let mut polling = JoinSet::new();
         for s in sources {
             let span = tracing::info_span!("source", source = %s.name());
@@ -203,7 +195,9 @@ impl Daemon {
                 if let Some(task) = server {
                     task.abort();
                 }
-                control.abort();
+                if let Some(task) = control {
+                    task.abort();
+                }
                 anyhow::bail!(
                     "the state store in {} failed: {reason}; stopping so that it is reopened cleanly (nothing was lost: un-acknowledged events stay queued, unread windows are read again)",
                     self.config.state.dir.display()
@@ -234,8 +228,10 @@ impl Daemon {
             task.abort();
         }
         // Awaited: its socket file is gone before a reload binds a new one.
-        control.abort();
-        let _ = control.await;
+        if let Some(task) = control {
+            task.abort();
+            let _ = task.await;
+        }
         for (name, _) in &self.sinks {
             let st = self.store.queue_stats(name)?;
             if st.events > 0 {
@@ -246,7 +242,9 @@ impl Daemon {
     }
 
     /// The control socket in `state.dir` (`status`, `replay`), bound once the store is ours.
-    fn start_control(&self) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    /// Without it (a `state.dir` path too long for a socket) the daemon still runs: an error
+    /// says `status` and `replay` cannot reach it.
+    fn start_control(&self) -> Option<tokio::task::JoinHandle<()>> {
         let ctx = crate::control::server::ControlContext {
             config: self.config.clone(),
             store: self.store.clone(),
@@ -257,9 +255,16 @@ impl Daemon {
             today: crate::status::today::Today::new(crate::clock::now_ms()),
             mode: self.mode_tx.subscribe(),
         };
-        let (path, task) = crate::control::server::serve(Arc::new(ctx))?;
-        tracing::info!(socket = %path.display(), "control socket ready (status, replay)");
-        Ok(task)
+        match crate::control::server::serve(Arc::new(ctx)) {
+            Ok((path, task)) => {
+                tracing::info!(socket = %path.display(), "control socket ready (status, replay)");
+                Some(task)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "no control socket: `status` and `replay` cannot reach this daemon (it runs and delivers as usual)");
+                None
+            }
+        }
     }
 
     async fn start_server(&self) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {

@@ -93,7 +93,7 @@ fn status_of_a_running_daemon_then_of_the_stopped_one() {
     let daemon = DaemonProcess::start_with(
         &cfg,
         &scratch.path("daemon.log"),
-        &["--drain-timeout", "1s"],
+        &["--drain-timeout", "5s"],
     );
     wait_until(
         Duration::from_secs(60),
@@ -152,8 +152,29 @@ fn status_of_a_running_daemon_then_of_the_stopped_one() {
     assert!(line("archive").contains(" ok delivering"), "{text}");
     assert!(line("wiki").contains(" ok polling"), "{text}");
 
-    let (status, _) = daemon.terminate();
-    assert!(status.success());
+    // SIGTERM: while the sinks drain (siem never does, for 5 s) the daemon says it is
+    // stopping, and refuses a replay.
+    let mut daemon = daemon;
+    let pid = daemon.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until(Duration::from_secs(5), "status: stopping", || {
+        status_json(&cfg).1["daemon"] == "stopping"
+    });
+    let out = command(
+        &[
+            "replay", "--source", "wiki", "--from", "-1h", "--to", "-30m",
+        ],
+        &cfg,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the daemon is stopping"), "{stderr}");
+    assert!(daemon.child.wait().unwrap().success());
     assert!(!socket.exists(), "the socket file is removed on stop");
 
     // Stopped: the store's facts, and nothing that only the daemon knew.
