@@ -530,4 +530,6 @@ fn encode_cursor(state: &CursorState) -> Vec<u8> {
 }
 
 #[cfg(test)]
+mod enqueue_for_tests;
+#[cfg(test)]
 mod tests;
