@@ -286,6 +286,33 @@ fn plus(
 }
 
 #[test]
+fn after_a_reload_the_new_daemon_answers_on_the_socket() {
+    let c = Confluence::with_history(SimConfig::default(), 100);
+    let scratch = Scratch::new();
+    let cfg = two_file_sinks(&scratch, &source_toml("wiki", &c.url, "legacy", ""), "");
+    let daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
+    let socket = scratch.path("state").join("control.sock");
+    wait_or_show_logs(&scratch, "the control socket", || socket.exists());
+    let pid = daemon.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The old server removes its socket before the new daemon binds its own, which stays.
+    wait_or_show_logs(&scratch, "the reload", || {
+        std::fs::read_to_string(scratch.path("daemon.log"))
+            .is_ok_and(|log| log.matches("control socket ready").count() == 2)
+    });
+    wait_or_show_logs(&scratch, "the reloaded daemon answering", || {
+        status_json(&cfg).1["daemon"] == "running"
+    });
+    drop(daemon);
+}
+
+#[test]
 fn replay_on_a_stopped_daemon_queues_the_range_once_for_the_chosen_sink() {
     let c = Confluence::with_history(SimConfig::default(), 1000);
     let scratch = Scratch::new();
