@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -69,7 +69,7 @@ fn total(ids: &BTreeMap<String, usize>) -> usize {
 }
 
 /// Two file sinks, `a` and `b`, and one source `wiki`.
-fn two_file_sinks(scratch: &Scratch, source: &str, extra: &str) -> std::path::PathBuf {
+fn two_file_sinks(scratch: &Scratch, source: &str, extra: &str) -> PathBuf {
     scratch.config(&format!(
         "{source}\n[state]\ndir = \"{}\"\n[[sink]]\nname = \"a\"\ntype = \"file\"\npath = \"{}\"\n[[sink]]\nname = \"b\"\ntype = \"file\"\npath = \"{}\"\n[server]\nlisten = \"\"\n{extra}",
         scratch.path("state").display(),
@@ -210,14 +210,21 @@ fn wait_or_show_logs(scratch: &Scratch, what: &str, mut f: impl FnMut() -> bool)
     panic!("timed out waiting for {what}: {}", scratch.logs());
 }
 
-#[test]
-fn a_stale_socket_from_a_crash_is_replaced_and_status_falls_back_to_the_store() {
+/// A daemon over 100 records and two file sinks, its control socket up: (simulator,
+/// scratch, config, daemon, socket).
+fn daemon_with_socket() -> (Confluence, Scratch, PathBuf, DaemonProcess, PathBuf) {
     let c = Confluence::with_history(SimConfig::default(), 100);
     let scratch = Scratch::new();
     let cfg = two_file_sinks(&scratch, &source_toml("wiki", &c.url, "legacy", ""), "");
     let daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
     let socket = scratch.path("state").join("control.sock");
     wait_or_show_logs(&scratch, "the control socket", || socket.exists());
+    (c, scratch, cfg, daemon, socket)
+}
+
+#[test]
+fn a_stale_socket_from_a_crash_is_replaced_and_status_falls_back_to_the_store() {
+    let (_c, scratch, cfg, daemon, socket) = daemon_with_socket();
     daemon.kill9();
     assert!(socket.exists(), "SIGKILL leaves the socket file behind");
     // Nobody answers on it: status reads the store.
@@ -287,12 +294,7 @@ fn plus(
 
 #[test]
 fn after_a_reload_the_new_daemon_answers_on_the_socket() {
-    let c = Confluence::with_history(SimConfig::default(), 100);
-    let scratch = Scratch::new();
-    let cfg = two_file_sinks(&scratch, &source_toml("wiki", &c.url, "legacy", ""), "");
-    let daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
-    let socket = scratch.path("state").join("control.sock");
-    wait_or_show_logs(&scratch, "the control socket", || socket.exists());
+    let (_c, scratch, cfg, daemon, _socket) = daemon_with_socket();
     let pid = daemon.child.id().to_string();
     assert!(
         Command::new("kill")
