@@ -165,6 +165,7 @@ impl Daemon {
             }
             return Err(e);
         }
+        let control = self.start_control();
         let mut polling = JoinSet::new();
         for s in sources {
             let span = tracing::info_span!("source", source = %s.name());
@@ -192,6 +193,9 @@ impl Daemon {
                 while polling.join_next().await.is_some() {}
                 while sinks.join_next().await.is_some() {}
                 if let Some(task) = server {
+                    task.abort();
+                }
+                if let Some(task) = control {
                     task.abort();
                 }
                 anyhow::bail!(
@@ -223,6 +227,11 @@ impl Daemon {
         if let Some(task) = server {
             task.abort();
         }
+        // Awaited: its socket file is gone before a reload binds a new one.
+        if let Some(task) = control {
+            task.abort();
+            let _ = task.await;
+        }
         for (name, _) in &self.sinks {
             let st = self.store.queue_stats(name)?;
             if st.events > 0 {
@@ -230,6 +239,32 @@ impl Daemon {
             }
         }
         Ok(exit)
+    }
+
+    /// The control socket in `state.dir` (`status`, `replay`), bound once the store is ours.
+    /// Without it (a `state.dir` path too long for a socket) the daemon still runs: an error
+    /// says `status` and `replay` cannot reach it.
+    fn start_control(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let ctx = crate::control::server::ControlContext {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            sources: self.sources.clone(),
+            sinks: self.sinks.clone(),
+            queued: self.queued.clone(),
+            today: crate::status::today::Today::new(crate::clock::now_ms()),
+            mode: self.mode_tx.subscribe(),
+        };
+        match crate::control::server::serve(Arc::new(ctx)) {
+            Ok((path, task)) => {
+                tracing::info!(socket = %path.display(), "control socket ready (status, replay)");
+                Some(task)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "no control socket: `status` and `replay` cannot reach this daemon (it runs and delivers as usual)");
+                None
+            }
+        }
     }
 
     async fn start_server(&self) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {

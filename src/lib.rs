@@ -16,7 +16,9 @@
 //!   fail the slice), `page_parse` and `page_scan` (a response read into records, split
 //!   byte-wise when one record in it is broken), `window` (slice widths and the count-aware
 //!   dedupe), `prepare` (dedupe, drop self-generated events on request, normalize,
-//!   `pipeline_error` documents), `retention` and `client` (HTTP, retries, clock).
+//!   `pipeline_error` documents), `retention` and `client` (HTTP, retries, clock), `replay`
+//!   (a range read again through the same read and prepare stages, queued for chosen sinks
+//!   only: cursor and dedupe counts untouched).
 //! - [`normalize`]: turns one raw record (any of the four shapes) into ECS document bytes and
 //!   its deterministic `event.id`. Pure functions, no I/O — except `normalize::stream`, the
 //!   `normalize` command's loop over any reader and writer, one record at a time.
@@ -44,13 +46,18 @@
 //! - [`metrics`] and [`server`]: Prometheus metrics, `/healthz` and `/readyz`;
 //!   [`readiness_metrics`] exports `/readyz`'s verdicts for the alert rules in
 //!   `deploy/prometheus/alerts.yml` (tested by `tests/prometheus.rs`).
+//! - [`control`]: the control socket in `state.dir` (0600, same user only) through which
+//!   `status` and `replay` reach a running daemon; `protocol`, `server` (in the daemon),
+//!   `client` (in the commands).
+//! - [`status`]: the `status` report — the store's facts, plus the daemon's memory when it
+//!   runs (`today`: counts since midnight) — and its text rendering (`render`).
 //! - [`clock`]: time in one place — `now_ms`, the one `Retry-After` parser and its cap, and
 //!   how far a server's `Date` is believed.
 //! - [`logsafe`]: server-supplied text made safe to log, report and serve (control characters
 //!   escaped, length bounded, every credential the forwarder sends redacted).
 //! - [`demo`]: simulator → daemon → stdout and a file, in one command.
 //! - [`cli`]: the command line (`run`, `once`, `check-config`, `normalize`, `simulate`, `demo`,
-//!   `dlq`, `setup`).
+//!   `dlq`, `setup`; `status` and `replay` in `cli/operate.rs`).
 //!
 //! The invariant everything else serves: a record is either still to be fetched (the cursor
 //! is behind it) or queued durably for every sink; a queued entry leaves a sink's queue only
@@ -60,6 +67,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod lifecycle;
@@ -72,3 +80,4 @@ pub mod simulate;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod status;

@@ -99,6 +99,10 @@ fn documents() -> Vec<Vec<u8>> {
     ] {
         docs.push(normalize_with(Api::Auditing, raw, &plain));
     }
+    // What `replay` queues: a document tagged `confluence.audit.replayed`.
+    docs.push(confluence_audit_forwarder::source::replay::tag_replayed(
+        &docs[0],
+    ));
     docs
 }
 

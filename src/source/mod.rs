@@ -23,6 +23,7 @@ pub mod page_scan;
 pub mod paging;
 mod pipeline;
 mod prepare;
+pub mod replay;
 mod retention;
 pub mod window;
 
@@ -83,6 +84,8 @@ pub struct SourceStatus {
 struct SourceStatusInner {
     last_success: Option<Instant>,
     last_error: Option<String>,
+    /// When the first error since the last success happened (`status`).
+    failing_since: Option<Instant>,
 }
 
 impl SourceStatus {
@@ -95,9 +98,16 @@ impl SourceStatus {
         let mut s = self.inner.lock().expect("status lock");
         s.last_success = Some(Instant::now());
         s.last_error = None;
+        s.failing_since = None;
     }
     fn fail(&self, e: String) {
-        self.inner.lock().expect("status lock").last_error = Some(e);
+        let mut s = self.inner.lock().expect("status lock");
+        s.last_error = Some(e);
+        s.failing_since.get_or_insert_with(Instant::now);
+    }
+    /// Since when every poll cycle failed, if the last one did.
+    pub fn failing_since(&self) -> Option<Instant> {
+        self.inner.lock().expect("status lock").failing_since
     }
 }
 
@@ -111,6 +121,8 @@ pub struct Source {
     queued: Arc<Notify>,
     max_queue_bytes: u64,
     pub status: Arc<SourceStatus>,
+    /// Set when this source replays a range instead of polling ([`replay`]).
+    replay: Option<Arc<replay::ReplayTarget>>,
 }
 
 impl Source {
@@ -139,6 +151,7 @@ impl Source {
             queued,
             max_queue_bytes,
             status: Arc::default(),
+            replay: None,
         })
     }
 

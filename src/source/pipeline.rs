@@ -93,7 +93,25 @@ impl Source {
         ) else {
             return Ok(PollReport::default());
         };
-        let label = self.metrics.source(&name);
+        let mut report = self
+            .with_pager(async |pager| {
+                if cursor.started() {
+                    self.check_retention(pager, cursor.position_ms(), server_now)
+                        .await;
+                }
+                self.read_and_commit(pager, window).await
+            })
+            .await?;
+        report.window = Some((window.from_ms, window.to_ms));
+        if !cursor.caught_up() {
+            blocking(&self.store, move |s| s.mark_caught_up(&name)).await?;
+        }
+        Ok(report)
+    }
+
+    /// Run `f` with this source's [`Pager`], its faults counted in the source's metrics.
+    pub(super) async fn with_pager<T>(&self, f: impl AsyncFnOnce(&Pager<'_>) -> T) -> T {
+        let label = self.metrics.source(&self.cfg.name);
         let on_transient = |t: &Transient| self.count_error(t.kind);
         let on_out_of_window: OutOfWindowHook<'_> = &|n: u64| {
             self.metrics.out_of_window.get_or_create(&label).inc_by(n);
@@ -107,20 +125,11 @@ impl Source {
             on_transient: &on_transient,
             on_out_of_window,
         };
-        if cursor.started() {
-            self.check_retention(&pager, cursor.position_ms(), server_now)
-                .await;
-        }
-        let mut report = self.read_and_commit(&pager, window).await?;
-        report.window = Some((window.from_ms, window.to_ms));
-        if !cursor.caught_up() {
-            blocking(&self.store, move |s| s.mark_caught_up(&name)).await?;
-        }
-        Ok(report)
+        f(&pager).await
     }
 
     /// The read/prepare stage and the commit stage, joined by a one-slot channel.
-    async fn read_and_commit(
+    pub(super) async fn read_and_commit(
         &self,
         pager: &Pager<'_>,
         window: Window,
@@ -246,6 +255,9 @@ impl Source {
     /// Commit a prepared slice: its documents are queued for every sink and (for a
     /// completed slice) the cursor moves, in one transaction. Returns how many were queued.
     async fn commit_prepared(&self, p: Prepared) -> Result<u64, SourceError> {
+        if let Some(target) = &self.replay {
+            return self.commit_replayed(p, target).await;
+        }
         let name = self.cfg.name.clone();
         let metrics = self.metrics.clone();
         let n = blocking(&self.store, move |store| {

@@ -50,6 +50,7 @@ impl Source {
         let overlap_ms = self.cfg.overlap.as_millis() as i64;
         let forward_self = self.cfg.forward_self_generated;
         let api = self.cfg.api;
+        let replaying = self.replay.is_some();
         let prepared = blocking(&self.store, move |store| {
             let in_slice: Vec<Fetched> = records
                 .into_iter()
@@ -57,7 +58,11 @@ impl Source {
                 .collect();
             // A later part of a crowded millisecond looks its keys up one by one: the range
             // of that millisecond holds every earlier part's rows.
-            let seen = if carried.is_empty() {
+            // A replay numbers every record afresh, as the first read of it did: the same
+            // `event.id`s, none dropped for having been seen.
+            let seen = if replaying {
+                HashMap::new()
+            } else if carried.is_empty() {
                 store.seen_counts(&name, slice.from_ms, slice.to_ms)?
             } else {
                 store.seen_counts_of(&name, in_slice.iter().map(|r| (r.ts_ms, r.hash)))?

@@ -34,6 +34,9 @@ pub enum StateError {
     /// A destination holds deliveries this store does not know of (see [`super::open_checked`]).
     #[error("{0}")]
     Refused(Box<Refusal>),
+    /// A sink name that is not configured (`replay --sink`).
+    #[error("no sink named {sink:?} (configured sinks: {known})")]
+    UnknownSink { sink: String, known: String },
     #[error("claim file {path}: {source}")]
     Claim {
         path: PathBuf,

@@ -117,6 +117,26 @@ pub fn inspect(path: &Path) -> Result<Found, StateError> {
 /// Open (or create) the redb file at `path`. A panic inside redb (a file corrupted outside
 /// it) becomes [`StateError::Unreadable`]; the panic message is kept out of the output.
 pub(super) fn open_database(path: &Path) -> Result<Database, StateError> {
+    // The lock may be held for a moment: by `status`, `replay` or `dlq` reading a stopped
+    // daemon's store, or, on a reload, by a store call of the previous daemon still finishing.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match open_database_once(path) {
+            Err(StateError::Open {
+                source: redb::DatabaseError::DatabaseAlreadyOpen,
+                ..
+            }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            opened => return opened,
+        }
+    }
+}
+
+/// How long opening waits for a store locked by someone else before it gives up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn open_database_once(path: &Path) -> Result<Database, StateError> {
     if inspect(path)? == Found::Present {
         let opened = without_panic_output(|| {
             std::panic::catch_unwind(|| open_and_read(path, false)).map_err(panic_text)

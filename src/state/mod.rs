@@ -419,6 +419,23 @@ impl Store {
         Ok(())
     }
 
+    /// Queue `events` for the named sinks only, in one transaction, leaving the cursor and the
+    /// seen-counts alone (`replay`: the range is already behind the cursor). Every name must
+    /// be a configured sink.
+    pub fn enqueue_for(&self, sinks: &[String], events: &[NewEvent]) -> Result<(), StateError> {
+        if let Some(unknown) = sinks.iter().find(|s| !self.inner.sinks.contains(s)) {
+            return Err(StateError::UnknownSink {
+                sink: unknown.clone(),
+                known: self.inner.sinks.join(", "),
+            });
+        }
+        let (tx, grouped) = self.begin_grouped(false)?;
+        queue::enqueue_all(&tx, sinks, events)?;
+        tx.commit()?;
+        self.committed(grouped);
+        Ok(())
+    }
+
     /// Queue depth of one sink.
     pub fn queue_stats(&self, sink: &str) -> Result<QueueStats, StateError> {
         let tx = self.inner.db.begin_read()?;
@@ -512,5 +529,7 @@ fn encode_cursor(state: &CursorState) -> Vec<u8> {
     serde_json::to_vec(state).expect("cursor state serializes")
 }
 
+#[cfg(test)]
+mod enqueue_for_tests;
 #[cfg(test)]
 mod tests;
