@@ -17,6 +17,9 @@
 //!   byte-wise when one record in it is broken), `window` (slice widths and the count-aware
 //!   dedupe), `prepare` (dedupe, drop self-generated events on request, normalize,
 //!   `pipeline_error` documents), `retention` and `client` (HTTP, retries, clock).
+//!   `file_tail` is the `api = "file"` source: it tails the DC audit log files by glob, per
+//!   file a checkpoint (device + inode + first-bytes fingerprint, offset after the last complete
+//!   line) committed with the documents in one transaction (`Store::commit_file_slice`).
 //! - [`normalize`]: turns one raw record (any of the four shapes) into ECS document bytes and
 //!   its deterministic `event.id`. Pure functions, no I/O — except `normalize::stream`, the
 //!   `normalize` command's loop over any reader and writer, one record at a time.
