@@ -70,11 +70,14 @@ impl Slice {
     }
 }
 
-fn open(path: &std::path::Path) -> Result<File, TailError> {
-    File::open(path).map_err(|source| TailError {
-        path: path.to_owned(),
-        source,
-    })
+/// Is `file` still the one `t`'s checkpoint describes, after a read? (See
+/// [`FileCheckpoint::resume`].)
+fn still_the_same(t: &Tracked, file: &File) -> io::Result<bool> {
+    let now = Found {
+        size: file.metadata()?.len(),
+        ..t.found.clone()
+    };
+    Ok(t.checkpoint.resume(&now, file)? == Resume::Continue)
 }
 
 impl Tail {
@@ -198,7 +201,20 @@ impl Tail {
                 break;
             }
             let t = &mut self.files[self.next];
-            let file = open(&t.found.path)?;
+            let file = match File::open(&t.found.path) {
+                Ok(file) => file,
+                // Deleted since it was found: the next cycle forgets it.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.next += 1;
+                    continue;
+                }
+                Err(source) => {
+                    return Err(TailError {
+                        path: t.found.path.clone(),
+                        source,
+                    });
+                }
+            };
             let same = file
                 .metadata()
                 .is_ok_and(|m| (m.dev(), m.ino()) == (t.found.dev, t.found.ino));
@@ -218,6 +234,15 @@ impl Tail {
                 path: t.found.path.clone(),
                 source,
             })?;
+            if !still_the_same(t, &file).map_err(|source| TailError {
+                path: t.found.path.clone(),
+                source,
+            })? {
+                // Truncated or rewritten while it was read: what was read may be neither
+                // file's lines. Dropped; the next cycle reads the file from its start.
+                self.next += 1;
+                continue;
+            }
             slice.bytes += read.next_offset - t.checkpoint.offset;
             rules.documents(
                 &read.lines,
