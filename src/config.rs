@@ -21,6 +21,7 @@ mod urls;
 mod writers;
 
 pub use crate::sink::{SinkConfig, SinkKind};
+pub use file_source::running_user;
 pub use secret::{Secret, resolve_secret};
 pub use urls::{check_http_url, redact_url};
 

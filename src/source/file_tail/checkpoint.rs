@@ -14,8 +14,11 @@ use super::discover::Found;
 use crate::normalize::ContentHash;
 use crate::state::FileCheckpoint;
 
-/// How many of a file's first bytes identify it beyond its inode.
-pub const FINGERPRINT_BYTES: u64 = 256;
+/// How many of a file's first bytes identify it beyond its inode. Audit lines sort their
+/// keys, so the first few hundred bytes of two files often agree (same action, same
+/// author); the time comes at the end of a line. 4 KiB holds the whole first line of
+/// nearly every file, and with it the time of its first record.
+pub const FINGERPRINT_BYTES: u64 = 4096;
 
 /// Identical records this far (ms) behind the newest one of a file are no longer counted
 /// as twins: a twin is written right after its first (see [`TwinCounts`]).

@@ -50,32 +50,13 @@ impl Source {
         let at_end = self.cfg.start_at == StartAt::End;
         // "end" positions the files; a time (or "-24h") skips the records before it.
         let floor_ms = if at_end { i64::MIN } else { cursor.floor_ms() };
-        let stored = blocking(&self.store, {
-            let name = name.clone();
-            move |s| s.file_checkpoints(&name)
-        })
-        .await?;
+        let stored = blocking(&self.store, move |s| s.file_checkpoints(&name)).await?;
         let paths = self.cfg.paths.clone();
         let skip_existing = at_end && !cursor.started();
-        let anomalies = self.metrics.clone();
-        let mut tail = off_thread(move || {
-            let count = |a: Anomaly| {
-                let kind = match a {
-                    Anomaly::Truncated => "file_truncated",
-                    Anomaly::Replaced => "file_replaced",
-                };
-                anomalies
-                    .source_errors
-                    .get_or_create(&crate::metrics::SourceKindLabel {
-                        source: name.clone(),
-                        kind: kind.to_owned(),
-                    })
-                    .inc();
-            };
-            Tail::open(&paths, stored, skip_existing, &count)
-        })
-        .await
-        .map_err(SourceError::from)?;
+        let count = self.anomaly_counter();
+        let mut tail = off_thread(move || Tail::open(&paths, stored, skip_existing, &count))
+            .await
+            .map_err(SourceError::from)?;
         let mut progress = progress::Progress::new(tail.backlog_bytes);
         let mut report = PollReport::default();
         let mut must_commit = !cursor.started();
@@ -100,6 +81,25 @@ impl Source {
             blocking(&self.store, move |s| s.mark_caught_up(&name)).await?;
         }
         Ok(report)
+    }
+
+    /// Counts a truncated or replaced file in `caf_source_errors_total{kind}`.
+    fn anomaly_counter(&self) -> impl Fn(Anomaly) + Send + 'static {
+        let metrics = self.metrics.clone();
+        let source = self.cfg.name.clone();
+        move |a: Anomaly| {
+            let kind = match a {
+                Anomaly::Truncated => "file_truncated",
+                Anomaly::Replaced => "file_replaced",
+            };
+            metrics
+                .source_errors
+                .get_or_create(&crate::metrics::SourceKindLabel {
+                    source: source.clone(),
+                    kind: kind.to_owned(),
+                })
+                .inc();
+        }
     }
 
     /// Read one slice on a blocking thread; the tail comes back with it.
@@ -157,7 +157,6 @@ impl Source {
             if seconds > newest.get() {
                 newest.set(seconds);
             }
-            m.cursor_timestamp.get_or_create(&label).set(newest.get());
             m.source_lag
                 .get_or_create(&label)
                 .set(now_ms() as f64 / 1000.0 - newest.get());

@@ -267,3 +267,100 @@ impl Tail {
         Ok(slice)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::NormalizeOptions;
+    use std::io::Write;
+
+    fn line(n: i64) -> String {
+        format!(
+            "{{\"auditType\":{{\"action\":\"User created\",\"category\":\"Users and groups\"}},\"author\":{{\"id\":\"u{n}\",\"name\":\"a\",\"type\":\"user\"}},\"timestamp\":{{\"epochSecond\":{},\"nano\":0}},\"version\":\"1.0\"}}\n",
+            1_700_000_000 + n
+        )
+    }
+
+    fn read_all(tail: &mut Tail) -> (Vec<FileSliceCommit>, u64) {
+        let opts = NormalizeOptions::default();
+        let rules = DocumentRules {
+            opts: &opts,
+            created: "2026-01-01T00:00:00.000Z",
+            floor_ms: i64::MIN,
+            forward_self_generated: true,
+            max_line: 1 << 20,
+        };
+        let (mut commits, mut lines) = (Vec::new(), 0);
+        loop {
+            let slice = tail.read_slice(&rules, 2, u64::MAX).unwrap();
+            if slice.is_empty() {
+                return (commits, lines);
+            }
+            lines += slice.counts.lines;
+            commits.push(slice.commit);
+        }
+    }
+
+    #[test]
+    fn files_are_read_in_order_each_to_its_end_and_gone_ones_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let glob = vec![format!("{}/*.audit.log", dir.path().display())];
+        let (old, new) = (
+            dir.path().join("20240101-00000.audit.log"),
+            dir.path().join("20240102-00000.audit.log"),
+        );
+        std::fs::write(&new, line(3)).unwrap();
+        std::fs::write(&old, [line(1), line(2), line(0)[..20].to_owned()].concat()).unwrap();
+        let mut tail = Tail::open(&glob, Vec::new(), false, &|_| {}).unwrap();
+        let (commits, lines) = read_all(&mut tail);
+        assert_eq!(lines, 3);
+        let first: Vec<_> = commits[0].events.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(first.len(), 2, "the old file's two complete lines first");
+        let stored: Vec<FileCheckpoint> =
+            commits
+                .iter()
+                .flat_map(|c| c.checkpoints.clone())
+                .fold(Vec::new(), |mut acc, c| {
+                    acc.retain(|x: &FileCheckpoint| x.ino != c.ino);
+                    acc.push(c);
+                    acc
+                });
+        let old_cp = stored
+            .iter()
+            .find(|c| c.path.ends_with("20240101-00000.audit.log"));
+        assert_eq!(
+            old_cp.unwrap().offset,
+            (line(1).len() + line(2).len()) as u64
+        );
+        std::fs::remove_file(&old).unwrap();
+        let mut tail = Tail::open(&glob, stored, false, &|_| {}).unwrap();
+        let (commits, lines) = read_all(&mut tail);
+        assert_eq!(lines, 0);
+        assert_eq!(commits.len(), 1, "one commit forgets the deleted file");
+        assert_eq!(commits[0].forget.len(), 1);
+    }
+
+    #[test]
+    fn start_at_end_skips_what_is_there_at_the_first_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let glob = vec![format!("{}/*.audit.log", dir.path().display())];
+        let path = dir.path().join("20240101-00000.audit.log");
+        std::fs::write(&path, [line(1), line(2)].concat()).unwrap();
+        let mut tail = Tail::open(&glob, Vec::new(), true, &|_| {}).unwrap();
+        let (commits, lines) = read_all(&mut tail);
+        assert_eq!(lines, 0);
+        let stored = commits[0].checkpoints.clone();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(line(3).as_bytes())
+            .unwrap();
+        let mut tail = Tail::open(&glob, stored, false, &|_| {}).unwrap();
+        assert_eq!(
+            read_all(&mut tail).1,
+            1,
+            "only the line written after the start"
+        );
+    }
+}
