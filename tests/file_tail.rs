@@ -268,3 +268,40 @@ fn every_line_exactly_once_in_node_order_through_rotation_truncation_replacement
         "deleted files were forgotten"
     );
 }
+
+#[test]
+fn a_full_sink_queue_pauses_reading_the_files() {
+    let scratch = Scratch::new();
+    let logs = scratch.path("audit");
+    std::fs::create_dir_all(&logs).unwrap();
+    let lines: String = (0..1_000)
+        .map(|i| audit_line(&format!("n0-{i:06}"), 1_700_000_000_000 + i) + "\n")
+        .collect();
+    std::fs::write(logs.join("20240101-00000.audit.log"), lines).unwrap();
+    // A syslog receiver that is not there: its queue only grows.
+    let port = common::free_port();
+    let config = scratch.config(&format!(
+        "[[source]]\nname = \"nodes\"\napi = \"file\"\npaths = [\"{}/*.audit.log\"]\nstart_at = \"beginning\"\npoll_interval = \"50ms\"\nslice_max_records = 10\n\n[state]\ndir = \"{}\"\nmax_queue_bytes = 20000\n\n[[sink]]\nname = \"siem\"\ntype = \"syslog\"\naddress = \"tcp://127.0.0.1:{port}\"\npayload = \"json\"\n\n[server]\nlisten = \"\"\n",
+        logs.display(),
+        scratch.path("state").display(),
+    ));
+    let log = scratch.path("daemon.log");
+    let daemon = DaemonProcess::start_with(&config, &log, &["--drain-timeout", "1s"]);
+    wait_until(Duration::from_secs(60), "reading to pause", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("a sink queue is full")
+    });
+    // Stopped, not killed: what it queued is made durable on the way out.
+    daemon.terminate();
+    let store = confluence_audit_forwarder::state::Store::open(
+        &scratch.path("state"),
+        &["siem".to_owned()],
+    )
+    .unwrap();
+    let queued = store.queue_stats("siem").unwrap();
+    assert!(
+        queued.bytes > 20_000 && queued.events < 60,
+        "paused one slice past the limit, not after reading the file: {queued:?}"
+    );
+}
