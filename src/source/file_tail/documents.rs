@@ -122,3 +122,46 @@ impl DocumentRules<'_> {
         id
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_and_over_long_lines_become_counted_pipeline_errors_with_their_bytes() {
+        let opts = NormalizeOptions::default();
+        let rules = DocumentRules {
+            opts: &opts,
+            created: "2026-01-01T00:00:00.000Z",
+            floor_ms: i64::MIN,
+            forward_self_generated: true,
+            max_line: 1024,
+        };
+        let lines = [
+            Line::Text(b"not json".to_vec()),
+            Line::Text(vec![b'{', 0xff, b'}']),
+            Line::TooLong {
+                prefix: b"{\"auditType\"".to_vec(),
+                bytes: 5000,
+            },
+        ];
+        let (mut events, mut counts) = (Vec::new(), LineCounts::default());
+        rules.documents(&lines, &mut TwinCounts::default(), &mut events, &mut counts);
+        assert_eq!((counts.lines, counts.rejected), (3, 3));
+        let docs: Vec<serde_json::Value> = events
+            .iter()
+            .map(|e| serde_json::from_slice(&e.doc).unwrap())
+            .collect();
+        for (doc, event) in docs.iter().zip(&events) {
+            assert_eq!(doc["event"]["kind"], "pipeline_error");
+            assert_eq!(doc["event"]["id"], event.id.as_str());
+        }
+        assert_eq!(docs[0]["event"]["original"], "not json");
+        assert_eq!(docs[1]["confluence"]["audit"]["original_base64"], "e/99");
+        let cut = docs[2]["error"]["message"].as_str().unwrap();
+        assert!(
+            cut.contains("5000 bytes") && cut.contains("1024-byte"),
+            "{cut}"
+        );
+    }
+}
