@@ -124,19 +124,27 @@ impl DocumentRules<'_> {
 }
 
 #[cfg(test)]
+impl<'a> DocumentRules<'a> {
+    /// Rules that skip nothing (tests).
+    pub fn every_line(opts: &'a NormalizeOptions, max_line: usize) -> DocumentRules<'a> {
+        DocumentRules {
+            opts,
+            created: "2026-01-01T00:00:00.000Z",
+            floor_ms: i64::MIN,
+            forward_self_generated: true,
+            max_line,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn broken_and_over_long_lines_become_counted_pipeline_errors_with_their_bytes() {
         let opts = NormalizeOptions::default();
-        let rules = DocumentRules {
-            opts: &opts,
-            created: "2026-01-01T00:00:00.000Z",
-            floor_ms: i64::MIN,
-            forward_self_generated: true,
-            max_line: 1024,
-        };
+        let rules = DocumentRules::every_line(&opts, 1024);
         let lines = [
             Line::Text(b"not json".to_vec()),
             Line::Text(vec![b'{', 0xff, b'}']),

@@ -283,13 +283,7 @@ mod tests {
 
     fn read_all(tail: &mut Tail) -> (Vec<FileSliceCommit>, u64) {
         let opts = NormalizeOptions::default();
-        let rules = DocumentRules {
-            opts: &opts,
-            created: "2026-01-01T00:00:00.000Z",
-            floor_ms: i64::MIN,
-            forward_self_generated: true,
-            max_line: 1 << 20,
-        };
+        let rules = DocumentRules::every_line(&opts, 1 << 20);
         let (mut commits, mut lines) = (Vec::new(), 0);
         loop {
             let slice = tail.read_slice(&rules, 2, u64::MAX).unwrap();
