@@ -217,6 +217,13 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 cfg.sink.len()
             );
             for (i, source) in cfg.source.iter().enumerate() {
+                if source.api == crate::normalize::Api::File {
+                    let user = crate::config::running_user();
+                    println!(
+                        "source[{i}] {:?}: the directories of {:?} are readable by {user}, the user check-config ran as (run it as the service's user)",
+                        source.name, source.paths
+                    );
+                }
                 if source.tls.insecure_skip_verify {
                     println!(
                         "warning: {}: source[{i}].tls.insecure_skip_verify = true: the certificate of {} is not checked (labs only; use tls.ca_file)",

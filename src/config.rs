@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::normalize::{Api, NormalizeOptions};
 
+mod file_source;
 pub mod keys;
 mod load;
 mod secret;
@@ -20,6 +21,7 @@ mod urls;
 mod writers;
 
 pub use crate::sink::{SinkConfig, SinkKind};
+pub use file_source::running_user;
 pub use secret::{Secret, resolve_secret};
 pub use urls::{check_http_url, redact_url};
 
@@ -83,7 +85,12 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub name: String,
+    /// Required by the REST APIs; a file source has none.
+    #[serde(default)]
     pub url: String,
+    /// `api = "file"`: the audit log files to tail, as globs.
+    #[serde(default)]
+    pub paths: Vec<String>,
     #[serde(deserialize_with = "de_api")]
     pub api: Api,
     #[serde(default = "defaults::poll_interval", deserialize_with = "de_duration")]
@@ -134,6 +141,8 @@ pub enum StartAt {
     Time(i64),
     /// This long before the first start.
     Ago(Duration),
+    /// Only what is written after the first start.
+    End,
 }
 
 impl<'de> Deserialize<'de> for StartAt {
@@ -150,13 +159,16 @@ impl std::str::FromStr for StartAt {
         if s == "beginning" {
             return Ok(StartAt::Beginning);
         }
+        if s == "end" {
+            return Ok(StartAt::End);
+        }
         if let Some(ago) = s.strip_prefix('-') {
             return parse_duration(ago).map(StartAt::Ago);
         }
         let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
             .map_err(|e| {
                 format!(
-                    "{s:?} is not \"beginning\", an RFC 3339 time or a negative duration like \"-24h\" ({e})"
+                    "{s:?} is not \"beginning\", \"end\", an RFC 3339 time or a negative duration like \"-24h\" ({e})"
                 )
             })?;
         Ok(StartAt::Time((t.unix_timestamp_nanos() / 1_000_000) as i64))
@@ -457,13 +469,16 @@ impl SourceConfig {
     /// The checks of one source's values: the key (relative to the source) and the problem.
     fn validate(&self) -> Result<(), (String, String)> {
         let fail = |k: &str, p: &str| Err((k.to_owned(), p.to_owned()));
-        check_http_url(&self.url, "[source.auth]").map_err(|p| ("url".to_owned(), p))?;
         if self.api == Api::File {
+            return file_source::validate(self);
+        }
+        if self.url.trim().is_empty() {
             return fail(
-                "api",
-                "\"file\" is a record shape for `normalize`, not a polled API: use legacy, cloud or auditing",
+                "url",
+                "missing field `url`: the Confluence base URL (required unless api = \"file\")",
             );
         }
+        check_http_url(&self.url, "[source.auth]").map_err(|p| ("url".to_owned(), p))?;
         if self.page_size == 0 {
             return fail("page_size", "must be at least 1");
         }

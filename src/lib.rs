@@ -19,6 +19,9 @@
 //!   `pipeline_error` documents), `retention` and `client` (HTTP, retries, clock), `replay`
 //!   (a range read again through the same read and prepare stages, queued for chosen sinks
 //!   only: cursor and dedupe counts untouched).
+//!   `file_tail` is the `api = "file"` source: it tails the DC audit log files by glob, per
+//!   file a checkpoint (device + inode + first-bytes fingerprint, offset after the last complete
+//!   line) committed with the documents in one transaction (`Store::commit_file_slice`).
 //! - [`normalize`]: turns one raw record (any of the four shapes) into ECS document bytes and
 //!   its deterministic `event.id`. Pure functions, no I/O — except `normalize::stream`, the
 //!   `normalize` command's loop over any reader and writer, one record at a time.

@@ -137,7 +137,7 @@ impl Metrics {
         );
         r.register(
             "source_errors",
-            "Source errors by kind (http_429, http_5xx, auth, timeout, connect, malformed, paging, out_of_window, state)",
+            "Source errors by kind (http_429, http_5xx, auth, timeout, connect, malformed, paging, out_of_window, state; file sources: file_read, file_truncated, file_replaced)",
             m.source_errors.clone(),
         );
         r.register(

@@ -210,6 +210,36 @@ fn cases() -> Vec<(&'static str, String, &'static str, &'static str)> {
             "missing",
         ),
         (
+            "file source without paths",
+            format!("{STATE}[[source]]\nname = \"w\"\napi = \"file\"\n{FILE_SINK}"),
+            "source[0].paths",
+            "required for api = \"file\"",
+        ),
+        (
+            "file source with a REST key",
+            format!(
+                "{STATE}[[source]]\nname = \"w\"\napi = \"file\"\npaths = [\"/tmp/*.log\"]\nlag = \"1s\"\n{FILE_SINK}"
+            ),
+            "source[0].lag",
+            "REST APIs only",
+        ),
+        (
+            "file source whose directory is missing",
+            format!(
+                "{STATE}[[source]]\nname = \"w\"\napi = \"file\"\npaths = [\"/nonexistent/audit/*.audit.log\"]\n{FILE_SINK}"
+            ),
+            "source[0].paths[0]",
+            "/nonexistent/audit cannot be read by ",
+        ),
+        (
+            "paths on a REST source",
+            format!(
+                "{STATE}[[source]]\nname = \"w\"\napi = \"cloud\"\nurl = \"https://w.example.com\"\npaths = [\"/x\"]\n{FILE_SINK}"
+            ),
+            "source[0].paths",
+            "api = \"file\" only",
+        ),
+        (
             "source without api",
             format!(
                 "{STATE}[[source]]\nname = \"w\"\nurl = \"https://w.example.com\"\n{FILE_SINK}"
@@ -251,10 +281,10 @@ fn cases() -> Vec<(&'static str, String, &'static str, &'static str)> {
             "jira",
         ),
         (
-            "api file",
+            "a REST source turned into a file source keeps its url",
             with("", "").replace("\"auditing\"", "\"file\""),
-            "source[0].api",
-            "normalize",
+            "source[0].url",
+            "REST APIs only",
         ),
         (
             "lag not a duration",

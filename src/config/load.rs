@@ -71,6 +71,8 @@ impl Config {
         let read = || {
             keys::check(&tree, &schema())
                 .map_err(|u| ConfigError::new(&file, &u.path, u.problem))?;
+            super::file_source::check_keys(&tree)
+                .map_err(|(k, p)| ConfigError::new(&file, &k, p))?;
             let mut cfg: Config = raw
                 .try_deserialize()
                 .map_err(|e| locate_in_sink(split_config_error(&file, e), &tree))?;

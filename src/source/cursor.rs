@@ -54,6 +54,7 @@ impl Cursor {
         match *start_at {
             StartAt::Beginning => 0,
             StartAt::Time(t) => t,
+            StartAt::End => now_ms,
             StartAt::Ago(d) => {
                 now_ms.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             }
@@ -64,6 +65,11 @@ impl Cursor {
     /// Every record at or before this time (epoch ms) is queued for every sink.
     pub fn position_ms(&self) -> i64 {
         self.state.cursor_ms
+    }
+
+    /// Never read before this (the configured `start_at`, resolved at the first start).
+    pub fn floor_ms(&self) -> i64 {
+        self.state.floor_ms
     }
 
     /// Whether the source has read up to the present at least once (a retention check

@@ -12,11 +12,13 @@
 //! server that answers something the forwarder cannot make sense of fails the slice loudly
 //! (an error, `caf_source_errors_total{kind}`, `/readyz` unready) instead of guessing.
 //! [`retention`] warns when the cursor is older than what the server still keeps.
+//! `api = "file"` sources tail the DC audit log files instead (`file_tail`).
 //!
 //! [`Store::commit_window`]: crate::state::Store::commit_window
 
 pub mod client;
 pub mod cursor;
+mod file_tail;
 pub mod page_check;
 pub mod page_parse;
 pub mod page_scan;
@@ -51,6 +53,8 @@ pub enum SourceError {
     Page(#[from] PageError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Tail(#[from] file_tail::TailError),
 }
 
 impl SourceError {
@@ -59,6 +63,7 @@ impl SourceError {
             SourceError::Fetch(e) => e.kind(),
             SourceError::Page(e) => e.kind(),
             SourceError::State(_) => "state",
+            SourceError::Tail(_) => "file_read",
         }
     }
 }
@@ -190,7 +195,11 @@ impl Source {
     pub async fn poll_once(&self) -> Result<PollReport, SourceError> {
         let started = Instant::now();
         let label = self.metrics.source(&self.cfg.name);
-        let mut result = self.poll_window().await;
+        let mut result = if self.cfg.api == crate::normalize::Api::File {
+            self.tail_files().await
+        } else {
+            self.poll_window().await
+        };
         // The cycle's commits are durable before the source sleeps (see `state`).
         let synced = blocking(&self.store, |s| s.sync()).await;
         if let (Ok(_), Err(e)) = (&result, synced) {

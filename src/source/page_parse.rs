@@ -210,7 +210,7 @@ fn hash16(bytes: &[u8]) -> [u8; 16] {
 /// A record whose time could not be read is placed at the time of its newer neighbour in
 /// the page (pages are newest first), else its older one, else the request's end: close to
 /// where the server listed it, and the same place when the same page is read again.
-const UNDATED: i64 = i64::MIN;
+pub(super) const UNDATED: i64 = i64::MIN;
 
 fn place_undated(records: &mut [Fetched], to_ms: i64) {
     if records.iter().all(|r| r.ts_ms != UNDATED) {
@@ -253,7 +253,7 @@ fn fetched(api: Api, raw: &str, listing: u32) -> Fetched {
 
 /// [`fetched`] for an element that may not be UTF-8: then it is undecodable, kept whole
 /// (base64) and forwarded.
-fn fetched_bytes(api: Api, raw: &[u8], listing: u32) -> Fetched {
+pub(super) fn fetched_bytes(api: Api, raw: &[u8], listing: u32) -> Fetched {
     match std::str::from_utf8(raw) {
         Ok(text) => fetched(api, text, listing),
         Err(e) => {

@@ -145,7 +145,7 @@ pub(super) fn carry(carried: &Carried, part: &[Fetched], ms: i64) -> Carried {
 /// parsing bug or a broken record never silently loses an audit event. Its exact bytes are
 /// in `event.original` (text) and, when they are not UTF-8, in
 /// `confluence.audit.original_base64`.
-fn write_error_doc(
+pub(super) fn write_error_doc(
     out: &mut Vec<u8>,
     record: &Fetched,
     id: &str,

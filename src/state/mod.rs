@@ -12,6 +12,9 @@
 //! emptied or replaced is noticed before it delivers again what a destination already holds,
 //! and a store file deleted under a running daemon is noticed too ([`Store::check_file`]).
 //!
+//! A file source (`api = "file"`) keeps a checkpoint per file instead of a cursor window;
+//! [`Store::commit_file_slice`] (`file_checkpoints.rs`) commits them with their documents.
+//!
 //! Sinks drain their own queue ([`Store::peek`] then [`Store::ack`]), so a slow or dead sink
 //! only grows its own queue; [`Store::ack`] deletes delivered entries, moves rejected ones to
 //! the dead-letter queue and stores the sink's checkpoint in one transaction too.
@@ -27,6 +30,7 @@
 
 mod claim;
 mod error;
+mod file_checkpoints;
 mod identity;
 mod queue;
 
@@ -42,6 +46,7 @@ use crate::normalize::ContentHash;
 
 pub use claim::{Destination, NewState, Refusal, claim_path, open_checked};
 pub use error::StateError;
+pub use file_checkpoints::{FileCheckpoint, FileSliceCommit};
 pub use identity::{FILE_CHECK_EVERY, FileWatch, Found, StoreIdentity, inspect};
 pub use queue::{DeadLetter, QueueStats, QueuedEvent};
 
@@ -375,21 +380,7 @@ impl Store {
         let (tx, grouped) = self.begin_grouped(false)?;
         {
             let mut cursors = tx.open_table(CURSORS)?;
-            let current = match cursors.get(source)? {
-                Some(v) => serde_json::from_slice::<CursorState>(v.value()).map_err(|e| {
-                    StateError::Corrupt {
-                        what: format!("cursor of source {source:?}"),
-                        problem: e.to_string(),
-                    }
-                })?,
-                None => CursorState {
-                    cursor_ms: 0,
-                    floor_ms: 0,
-                    started: false,
-                    caught_up: false,
-                },
-            };
-            let mut state = current;
+            let mut state = stored_cursor(&cursors, source)?;
             if let Some(c) = commit.cursor_ms {
                 // Never back: a window starts `overlap` before the cursor, and its first
                 // slices end before it. Moving the cursor back to them would make the next
@@ -516,6 +507,7 @@ fn init_tables(db: &Database) -> Result<StoreIdentity, StateError> {
     let tx = db.begin_write()?;
     tx.open_table(CURSORS)?;
     tx.open_table(SEEN)?;
+    tx.open_table(file_checkpoints::FILE_CHECKPOINTS)?;
     queue::init_tables(&tx)?;
     let (identity, created) = identity::ensure_identity(&tx)?;
     tx.commit()?;
@@ -523,6 +515,25 @@ fn init_tables(db: &Database) -> Result<StoreIdentity, StateError> {
         tracing::debug!(%identity, "state store identity created");
     }
     Ok(identity)
+}
+
+/// The cursor `table` holds for `source`, or a new one (not started) when it holds none.
+fn stored_cursor(
+    table: &redb::Table<'_, &str, &[u8]>,
+    source: &str,
+) -> Result<CursorState, StateError> {
+    Ok(match table.get(source)? {
+        Some(v) => serde_json::from_slice(v.value()).map_err(|e| StateError::Corrupt {
+            what: format!("cursor of source {source:?}"),
+            problem: e.to_string(),
+        })?,
+        None => CursorState {
+            cursor_ms: 0,
+            floor_ms: 0,
+            started: false,
+            caught_up: false,
+        },
+    })
 }
 
 fn encode_cursor(state: &CursorState) -> Vec<u8> {
