@@ -15,6 +15,7 @@ use crate::normalize::{Api, NormalizeOptions};
 
 pub mod keys;
 mod load;
+pub mod organization;
 mod secret;
 mod urls;
 mod writers;
@@ -83,6 +84,8 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub name: String,
+    /// Required, except for `api = "organization"` (see `config/organization.rs`).
+    #[serde(default)]
     pub url: String,
     #[serde(deserialize_with = "de_api")]
     pub api: Api,
@@ -123,6 +126,10 @@ pub struct SourceConfig {
     pub auth: AuthConfig,
     #[serde(default)]
     pub tls: TlsConfig,
+    /// `api = "organization"` only: the organization whose audit log is read.
+    pub org_id: Option<String>,
+    /// `api = "organization"` only: requests per minute (Atlassian allows 50; default 45).
+    pub requests_per_minute: Option<u32>,
 }
 
 /// Where a source's first run starts.
@@ -457,6 +464,10 @@ impl SourceConfig {
     /// The checks of one source's values: the key (relative to the source) and the problem.
     fn validate(&self) -> Result<(), (String, String)> {
         let fail = |k: &str, p: &str| Err((k.to_owned(), p.to_owned()));
+        organization::validate(self)?;
+        if self.url.is_empty() {
+            return fail("url", "missing: the Confluence base URL is required");
+        }
         check_http_url(&self.url, "[source.auth]").map_err(|p| ("url".to_owned(), p))?;
         if self.api == Api::File {
             return fail(

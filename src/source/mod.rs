@@ -17,6 +17,7 @@
 
 pub mod client;
 pub mod cursor;
+pub mod organization;
 pub mod page_check;
 pub mod page_parse;
 pub mod page_scan;
@@ -50,6 +51,8 @@ pub enum SourceError {
     Page(#[from] PageError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Organization(#[from] organization::OrgError),
 }
 
 impl SourceError {
@@ -58,6 +61,7 @@ impl SourceError {
             SourceError::Fetch(e) => e.kind(),
             SourceError::Page(e) => e.kind(),
             SourceError::State(_) => "state",
+            SourceError::Organization(e) => e.kind(),
         }
     }
 }
@@ -111,6 +115,8 @@ pub struct Source {
     queued: Arc<Notify>,
     max_queue_bytes: u64,
     pub status: Arc<SourceStatus>,
+    /// Spaces the requests of an organization source (unused by the others).
+    org_pacer: organization::pacing::Pacer,
 }
 
 impl Source {
@@ -130,6 +136,7 @@ impl Source {
             })
             .clone();
         let client = Client::new(&cfg)?.counting_rejected_dates(rejected_dates);
+        let org_pacer = organization::pacing::Pacer::per_minute(cfg.requests_per_minute());
         Ok(Source {
             cfg,
             client,
@@ -139,6 +146,7 @@ impl Source {
             queued,
             max_queue_bytes,
             status: Arc::default(),
+            org_pacer,
         })
     }
 
@@ -177,7 +185,10 @@ impl Source {
     pub async fn poll_once(&self) -> Result<PollReport, SourceError> {
         let started = Instant::now();
         let label = self.metrics.source(&self.cfg.name);
-        let mut result = self.poll_window().await;
+        let mut result = match self.cfg.api {
+            crate::normalize::Api::Organization => self.poll_organization().await,
+            _ => self.poll_window().await,
+        };
         // The cycle's commits are durable before the source sleeps (see `state`).
         let synced = blocking(&self.store, |s| s.sync()).await;
         if let (Ok(_), Err(e)) = (&result, synced) {

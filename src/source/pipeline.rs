@@ -306,7 +306,7 @@ impl Source {
     }
 
     /// Back-pressure: while a sink queue is over `state.max_queue_bytes`, do not poll.
-    async fn wait_for_queue_room(&self) -> Result<(), SourceError> {
+    pub(super) async fn wait_for_queue_room(&self) -> Result<(), SourceError> {
         let mut warned = false;
         loop {
             let biggest = blocking(&self.store, |s| s.max_queue_bytes()).await?;

@@ -28,6 +28,7 @@
 mod claim;
 mod error;
 mod identity;
+mod organization;
 mod queue;
 
 use std::collections::HashMap;
@@ -43,6 +44,7 @@ use crate::normalize::ContentHash;
 pub use claim::{Destination, NewState, Refusal, claim_path, open_checked};
 pub use error::StateError;
 pub use identity::{FILE_CHECK_EVERY, FileWatch, Found, StoreIdentity, inspect};
+pub use organization::{MAX_RECENT_IDS, OrgPosition};
 pub use queue::{DeadLetter, QueueStats, QueuedEvent};
 
 /// The store's file name inside `state.dir`.
