@@ -100,3 +100,47 @@ pub fn validate(s: &SourceConfig) -> Result<(), (String, String)> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    /// Load a config with one organization source (`source` keys) and a file sink.
+    fn load(source: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let text = format!(
+            "[[source]]\nname = \"org\"\napi = \"organization\"\n{source}\n[source.auth]\ntype = \"bearer\"\ntoken = \"k\"\n\n[state]\ndir = \"{d}/state\"\n\n[[sink]]\nname = \"out\"\ntype = \"file\"\npath = \"{d}/out.ndjson\"\n",
+            d = dir.path().display()
+        );
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_fill_url_and_page_size() {
+        let cfg = load("org_id = \"1a2b-3c4d\"").unwrap();
+        let s = &cfg.source[0];
+        assert_eq!(s.url, super::DEFAULT_URL);
+        assert_eq!(s.page_size, super::DEFAULT_PAGE_SIZE);
+        assert_eq!(s.requests_per_minute(), 45);
+    }
+
+    #[test]
+    fn bad_keys_are_named() {
+        let e = load("").unwrap_err();
+        assert!(
+            e.contains("source[0].org_id") && e.contains("required"),
+            "{e}"
+        );
+        let e = load("org_id = \"1a2b\"\npage_size = 501").unwrap_err();
+        assert!(
+            e.contains("source[0].page_size") && e.contains("500"),
+            "{e}"
+        );
+        let e = load("org_id = \"1a2b\"\nrequests_per_minute = 80").unwrap_err();
+        assert!(e.contains("source[0].requests_per_minute"), "{e}");
+        let e = load("org_id = \"a/b\"").unwrap_err();
+        assert!(e.contains("not an organization id"), "{e}");
+    }
+}
