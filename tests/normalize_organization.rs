@@ -117,7 +117,7 @@ fn a_bad_field_is_named() {
     let e = normalize(&raw, CREATED, &NormalizeOptions::default())
         .unwrap_err()
         .to_string();
-    assert!(e.contains("location.ip"), "{e}");
+    assert!(e.contains("attributes.location.ip"), "{e}");
     raw["attributes"]["processedAt"] = 5.into();
     let e = normalize(&raw, CREATED, &NormalizeOptions::default())
         .unwrap_err()

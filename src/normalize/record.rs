@@ -298,7 +298,7 @@ pub fn parse(api: Api, raw: &str) -> Result<Fields<'_>, NormalizeError> {
         Api::Organization => Err(NormalizeError::Invalid {
             api,
             path: String::new(),
-            problem: "organization events are normalized by normalize::organization".into(),
+            problem: "organization audit log events are not read by `normalize` (only by an `api = \"organization\"` source)".into(),
         }),
     }
 }

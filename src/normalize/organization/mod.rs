@@ -55,6 +55,18 @@ fn invalid(path: &str, problem: impl Into<String>) -> NormalizeError {
 }
 
 /// A string member, or `None` when absent or null; any other type is an error naming it.
+/// [`text`] of a member of `attributes`, errors naming the full path.
+fn attr<'v>(attrs: &'v Value, path: &str) -> Result<Option<&'v str>, NormalizeError> {
+    text(attrs, path).map_err(|e| match e {
+        NormalizeError::Invalid { api, path, problem } => NormalizeError::Invalid {
+            api,
+            path: format!("attributes.{path}"),
+            problem,
+        },
+        other => other,
+    })
+}
+
 fn text<'v>(v: &'v Value, path: &str) -> Result<Option<&'v str>, NormalizeError> {
     let mut cur = v;
     for part in path.split('.') {
@@ -72,7 +84,7 @@ fn text<'v>(v: &'v Value, path: &str) -> Result<Option<&'v str>, NormalizeError>
 /// `attributes.processedAt`, which every event must have: it orders the stream.
 fn processed_at(attrs: &Value) -> Result<i64, NormalizeError> {
     const PATH: &str = "attributes.processedAt";
-    let t = text(attrs, "processedAt")?.ok_or_else(|| invalid(PATH, "missing"))?;
+    let t = attr(attrs, "processedAt")?.ok_or_else(|| invalid(PATH, "missing"))?;
     rfc3339::parse_ms(t, PATH)
 }
 
@@ -93,11 +105,11 @@ pub fn normalize(
         .filter(|a| a.is_object())
         .ok_or_else(|| invalid("attributes", "missing or not an object"))?;
     let processed_ms = processed_at(attrs)?;
-    let time_ms = match text(attrs, "time")? {
+    let time_ms = match attr(attrs, "time")? {
         Some(t) => rfc3339::parse_ms(t, "attributes.time")?,
         None => processed_ms,
     };
-    let action = text(attrs, "action")?.unwrap_or("unknown");
+    let action = attr(attrs, "action")?.unwrap_or("unknown");
     let mapping = actions::lookup(action);
     let event_id = event_id(id);
 
@@ -164,7 +176,7 @@ fn actor(attrs: &Value, doc: &mut Map<String, Value>) -> Result<(), NormalizeErr
         ("full_name", "actor.name"),
         ("email", "actor.email"),
     ] {
-        if let Some(v) = text(attrs, path)? {
+        if let Some(v) = attr(attrs, path)? {
             user.insert(field.into(), v.into());
         }
     }
@@ -175,7 +187,7 @@ fn actor(attrs: &Value, doc: &mut Map<String, Value>) -> Result<(), NormalizeErr
         .iter()
         .filter_map(|k| user.get(*k).cloned())
         .collect();
-    if let Some(on_behalf) = text(attrs, "onBehalfOf.id")? {
+    if let Some(on_behalf) = attr(attrs, "onBehalfOf.id")? {
         user.insert("effective".into(), json!({ "id": on_behalf }));
         related.push(on_behalf.into());
     }
@@ -191,7 +203,7 @@ fn actor(attrs: &Value, doc: &mut Map<String, Value>) -> Result<(), NormalizeErr
 /// `source.ip` and `source.geo.*` from `location`.
 fn location(attrs: &Value, doc: &mut Map<String, Value>) -> Result<(), NormalizeError> {
     let mut source = Map::new();
-    if let Some(ip) = text(attrs, "location.ip")? {
+    if let Some(ip) = attr(attrs, "location.ip")? {
         if ip.parse::<std::net::IpAddr>().is_err() {
             return Err(invalid(
                 "attributes.location.ip",
@@ -214,7 +226,7 @@ fn location(attrs: &Value, doc: &mut Map<String, Value>) -> Result<(), Normalize
         ("region_name", "location.regionName"),
         ("city_name", "location.city"),
     ] {
-        if let Some(v) = text(attrs, path)? {
+        if let Some(v) = attr(attrs, path)? {
             geo.insert(field.into(), v.into());
         }
     }
