@@ -209,3 +209,29 @@ fn a_refused_key_says_it_is_expired_or_lacks_the_scope() {
         "the key is never shown: {stderr}"
     );
 }
+
+#[test]
+fn an_oversized_page_fails_the_cycle_and_loses_nothing() {
+    let c = org_sim();
+    let now = c.sim.now_ms();
+    c.sim.org().seed(150, now - DAY_MS, now - 1_000);
+    let scratch = Scratch::new();
+    let capped = config(
+        &scratch,
+        &c.url,
+        KEY,
+        "page_size = 100\nmax_response_bytes = 4096",
+    );
+    let out = Command::new(bin())
+        .args(["once", "--config"])
+        .arg(&capped)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("max_response_bytes"), "{stderr}");
+    assert!(ids_in_file(&scratch.path("events.ndjson")).is_empty());
+    let cfg = config(&scratch, &c.url, KEY, "page_size = 100");
+    run_once(&cfg);
+    assert_eq!(assert_exact(&c, &scratch), 150);
+}
