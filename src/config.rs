@@ -16,6 +16,7 @@ use crate::normalize::{Api, NormalizeOptions};
 mod file_source;
 pub mod keys;
 mod load;
+pub mod organization;
 mod secret;
 mod urls;
 mod writers;
@@ -85,7 +86,8 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub name: String,
-    /// Required by the REST APIs; a file source has none.
+    /// Required by the Confluence REST APIs; an organization source defaults it
+    /// (`config/organization.rs`), a file source has none.
     #[serde(default)]
     pub url: String,
     /// `api = "file"`: the audit log files to tail, as globs.
@@ -130,6 +132,10 @@ pub struct SourceConfig {
     pub auth: AuthConfig,
     #[serde(default)]
     pub tls: TlsConfig,
+    /// `api = "organization"` only: the organization whose audit log is read.
+    pub org_id: Option<String>,
+    /// `api = "organization"` only: requests per minute (Atlassian allows 50; default 45).
+    pub requests_per_minute: Option<u32>,
 }
 
 /// Where a source's first run starts.
@@ -469,6 +475,7 @@ impl SourceConfig {
     /// The checks of one source's values: the key (relative to the source) and the problem.
     fn validate(&self) -> Result<(), (String, String)> {
         let fail = |k: &str, p: &str| Err((k.to_owned(), p.to_owned()));
+        organization::validate(self)?;
         if self.api == Api::File {
             return file_source::validate(self);
         }

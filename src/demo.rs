@@ -34,6 +34,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let sim = Simulator::new(SimConfig::default());
     let now = sim.now_ms();
     sim.seed_history(opts.events, now - 2 * 3600 * 1000, now - 5000);
+    // A few organization audit log events too (logins, exports, views, API-token use).
+    sim.org()
+        .seed(ORG_EVENTS, now - 2 * 3600 * 1000, now - 5000);
     let server = sim
         .serve("127.0.0.1:0".parse().expect("address"))
         .await
@@ -89,6 +92,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     summarize(&events_file, started.elapsed())
 }
 
+/// Organization audit log events the demo's simulated organization starts with.
+const ORG_EVENTS: usize = 40;
+
 fn demo_config(url: &str, state: &Path, events_file: &Path, follow: bool) -> String {
     format!(
         r#"# Written by `demo`: the configuration it runs with.
@@ -101,6 +107,17 @@ lag = "1s"
 overlap = "1m"
 start_at = "beginning"
 page_size = 500
+
+[[source]]
+name = "demo-org"
+url = "{url}"
+api = "organization"
+org_id = "demo-org"
+poll_interval = "{poll}"
+start_at = "beginning"
+[source.auth]
+type = "bearer"
+token = "demo-organization-api-key"
 
 [state]
 dir = "{state}"
@@ -131,6 +148,7 @@ fn summarize(events_file: &Path, elapsed: Duration) -> anyhow::Result<()> {
     let mut alerts = 0usize;
     let mut soteri = BTreeMap::<String, usize>::new();
     let mut other = BTreeMap::<String, usize>::new();
+    let mut org = BTreeMap::<String, usize>::new();
     for line in std::io::BufReader::new(f).lines() {
         let doc: serde_json::Value = serde_json::from_str(&line?)?;
         total += 1;
@@ -138,7 +156,9 @@ fn summarize(events_file: &Path, elapsed: Duration) -> anyhow::Result<()> {
         if doc["event"]["kind"] == "alert" {
             alerts += 1;
         }
-        if doc["event"]["provider"] == "soteri-security-for-confluence" {
+        if doc["event"]["dataset"] == crate::normalize::organization::DATASET {
+            *org.entry(action).or_default() += 1;
+        } else if doc["event"]["provider"] == "soteri-security-for-confluence" {
             *soteri.entry(action).or_default() += 1;
         } else {
             *other.entry(action).or_default() += 1;
@@ -162,10 +182,21 @@ fn summarize(events_file: &Path, elapsed: Duration) -> anyhow::Result<()> {
         other.values().sum::<usize>(),
         other.len()
     );
-    let mut top: Vec<_> = other.into_iter().collect();
+    print_top(other);
+    eprintln!(
+        "  Atlassian organization audit log: {} events of {} kinds",
+        org.values().sum::<usize>(),
+        org.len()
+    );
+    print_top(org);
+    Ok(())
+}
+
+/// The eight most frequent actions.
+fn print_top(counts: BTreeMap<String, usize>) {
+    let mut top: Vec<_> = counts.into_iter().collect();
     top.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     for (action, n) in top.iter().take(8) {
         eprintln!("    {n:>6}  {action}");
     }
-    Ok(())
 }

@@ -22,12 +22,16 @@
 //!   `file_tail` is the `api = "file"` source: it tails the DC audit log files by glob, per
 //!   file a checkpoint (device + inode + first-bytes fingerprint, offset after the last complete
 //!   line) committed with the documents in one transaction (`Store::commit_file_slice`).
+//!   `organization` is the Atlassian organization audit log (`api = "organization"`):
+//!   cursor/`processedAt` paging of `events-stream`, id dedupe, request pacing.
 //! - [`normalize`]: turns one raw record (any of the four shapes) into ECS document bytes and
-//!   its deterministic `event.id`. Pure functions, no I/O — except `normalize::stream`, the
-//!   `normalize` command's loop over any reader and writer, one record at a time.
+//!   its deterministic `event.id` (`normalize/organization/`: organization audit log events).
+//!   Pure functions, no I/O — except `normalize::stream`, the `normalize` command's loop over any reader and writer, one record at a time.
 //! - [`state`]: the durable store (one redb file). In one transaction it enqueues a window's
 //!   documents for every sink and advances the source's cursor, so a crash anywhere re-reads a
-//!   window rather than losing or half-writing it. Also holds per-sink queues and dead letters.
+//!   window rather than losing or half-writing it (`state/organization.rs`: an organization
+//!   source's cursor, last `processedAt` and recent ids, committed the same way). Also holds
+//!   per-sink queues and dead letters.
 //!   The store has an identity, and each file sink's output carries a claim naming the store
 //!   that writes it (`state/identity.rs`, `state/claim.rs`): a missing, emptied or replaced
 //!   store is refused before it delivers anything twice, a corrupted one is a clear error.
@@ -39,7 +43,8 @@
 //!   dead sink only grows its own queue. One folder per sink kind; the registry (`SinkKind`,
 //!   one exhaustive `match`, and each kind's one `build`) is in `sink/mod.rs`.
 //! - [`simulate`]: a faithful Confluence audit API simulator (all three REST APIs, faults
-//!   included) used by `demo`, tests and benchmarks.
+//!   included; `simulate/organization/` the organization `events-stream`) used by `demo`,
+//!   tests and benchmarks.
 //! - [`config`]: the TOML configuration, environment overrides, secrets and validation —
 //!   `config/load.rs` reads (syntax, unknown keys via `config/keys.rs`, scrubbed errors),
 //!   `config/secret.rs` is the one `Secret` type, `config/writers.rs` refuses two writers of

@@ -47,6 +47,7 @@ pub struct Metrics {
     pub source_errors: Family<SourceKindLabel, Counter>,
     pub cursor_timestamp: Family<SourceLabel, FloatGauge>,
     pub source_lag: Family<SourceLabel, FloatGauge>,
+    pub event_time_lag: Family<SourceLabel, FloatGauge>,
     pub newest_record_timestamp: Family<SourceLabel, FloatGauge>,
     pub gaps: Family<SourceLabel, Counter>,
     pub unknown_actions: Family<SourceLabel, Counter>,
@@ -89,6 +90,7 @@ impl Metrics {
             source_errors: Family::default(),
             cursor_timestamp: Family::default(),
             source_lag: Family::default(),
+            event_time_lag: Family::default(),
             newest_record_timestamp: Family::default(),
             gaps: Family::default(),
             unknown_actions: Family::default(),
@@ -149,6 +151,11 @@ impl Metrics {
             "source_lag_seconds",
             "Now minus the time of the newest record queued for delivery",
             m.source_lag.clone(),
+        );
+        r.register(
+            "source_event_time_lag_seconds",
+            "Organization sources: now minus the event time (`time`) of the newest event queued; caf_source_lag_seconds is on `processedAt`, the gap between them is how late the log processed it",
+            m.event_time_lag.clone(),
         );
         r.register(
             "source_newest_record_timestamp_seconds",

@@ -134,7 +134,7 @@ fn parse_time(flag: &str, value: &str, now_ms: i64) -> anyhow::Result<i64> {
     match value.parse::<StartAt>() {
         Ok(StartAt::Time(ms)) => Ok(ms),
         Ok(StartAt::Ago(d)) => Ok(now_ms - d.as_millis() as i64),
-        Ok(StartAt::Beginning) => {
+        Ok(StartAt::Beginning | StartAt::End) => {
             bail!("{flag} {value:?}: give a time (RFC 3339, or \"-24h\" for 24 hours ago)")
         }
         Err(e) => Err(anyhow::anyhow!(e)).context(flag.to_owned()),

@@ -77,6 +77,7 @@ impl Config {
                 .try_deserialize()
                 .map_err(|e| locate_in_sink(split_config_error(&file, e), &tree))?;
             cfg.path = path.to_owned();
+            super::organization::apply_defaults(&mut cfg, &tree);
             cfg.validate(&file)?;
             Ok(cfg)
         };

@@ -22,6 +22,7 @@ mod ecs;
 mod hash;
 mod json;
 pub mod mask;
+pub mod organization;
 pub mod record;
 mod rfc3339;
 pub mod stream;
@@ -41,6 +42,9 @@ pub enum Api {
     Auditing,
     /// DC audit log file line (entity with `auditType` and `{epochSecond, nano}`).
     File,
+    /// Atlassian organization audit log event (`events-stream`, JSON:API); normalized by
+    /// [`organization`], not by [`parse_record`].
+    Organization,
 }
 
 impl Api {
@@ -50,6 +54,7 @@ impl Api {
             Api::Cloud => "cloud",
             Api::Auditing => "auditing",
             Api::File => "file",
+            Api::Organization => "organization",
         }
     }
 }
@@ -62,8 +67,9 @@ impl std::str::FromStr for Api {
             "cloud" => Ok(Api::Cloud),
             "auditing" => Ok(Api::Auditing),
             "file" => Ok(Api::File),
+            "organization" => Ok(Api::Organization),
             other => Err(format!(
-                "unknown api {other:?}: expected one of legacy, cloud, auditing, file"
+                "unknown api {other:?}: expected one of legacy, cloud, auditing, file, organization"
             )),
         }
     }
@@ -224,6 +230,7 @@ pub fn split_input(api: Api, input: &str) -> Result<Vec<String>, NormalizeError>
         let key = match api {
             Api::Legacy | Api::Cloud => "results",
             Api::Auditing | Api::File => "entities",
+            Api::Organization => "data",
         };
         if let Some(Value::Array(items)) = map.get(key) {
             return Ok(items.iter().map(|v| v.to_string()).collect());

@@ -295,6 +295,11 @@ pub fn parse(api: Api, raw: &str) -> Result<Fields<'_>, NormalizeError> {
             let sub = (ts.nano % 1_000_000) as u32;
             Ok(from_entity(e, ts_ms, sub))
         }
+        Api::Organization => Err(NormalizeError::Invalid {
+            api,
+            path: String::new(),
+            problem: "organization audit log events are not read by `normalize` (only by an `api = \"organization\"` source)".into(),
+        }),
     }
 }
 

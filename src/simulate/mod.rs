@@ -24,6 +24,7 @@
 pub mod catalog;
 mod faults;
 mod options;
+pub mod organization;
 pub mod render;
 mod server;
 mod store;
@@ -87,6 +88,8 @@ struct Shared {
     faults: Mutex<faults::FaultState>,
     requests: AtomicU64,
     faults_served: AtomicU64,
+    /// The organization audit log (`organization`), a store of its own.
+    org: organization::OrgLog,
 }
 
 /// A handle on the simulator; cheap to clone.
@@ -98,6 +101,7 @@ pub struct Simulator {
 impl Simulator {
     pub fn new(cfg: SimConfig) -> Simulator {
         let rng = StdRng::seed_from_u64(cfg.seed);
+        let seed = cfg.seed;
         Simulator {
             shared: Arc::new(Shared {
                 faults: Mutex::new(faults::FaultState::new(cfg.seed)),
@@ -106,8 +110,14 @@ impl Simulator {
                 rng: Mutex::new(rng),
                 requests: AtomicU64::new(0),
                 faults_served: AtomicU64::new(0),
+                org: organization::OrgLog::new(seed),
             }),
         }
+    }
+
+    /// The organization audit log this simulator serves.
+    pub fn org(&self) -> &organization::OrgLog {
+        &self.shared.org
     }
 
     pub fn config(&self) -> &SimConfig {

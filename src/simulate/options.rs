@@ -115,6 +115,8 @@ pub async fn serve_forever(opts: SimulateOptions) -> anyhow::Result<()> {
         now - opts.history_span.as_millis() as i64,
         now,
     );
+    let org_span = now - opts.history_span.as_millis() as i64;
+    sim.org().seed(opts.history / 10, org_span, now);
     sim.set_faults(opts.faults());
     let server = sim.serve(opts.listen).await?;
     let _arrivals = (opts.rate > 0.0).then(|| {
@@ -131,7 +133,7 @@ pub async fn serve_forever(opts: SimulateOptions) -> anyhow::Result<()> {
     tracing::info!(
         url = %server.url(),
         records = sim.len(),
-        "simulator serving /rest/api/audit, /wiki/rest/api/audit, /rest/auditing/1.0/events"
+        "simulator serving /rest/api/audit, /wiki/rest/api/audit, /rest/auditing/1.0/events, /admin/v1/orgs/{{orgId}}/events-stream"
     );
     crate::lifecycle::wait_for_stop().await;
     Ok(())

@@ -31,6 +31,14 @@ pub(super) async fn serve(sim: Simulator, addr: SocketAddr) -> std::io::Result<S
         .route("/wiki/rest/api/audit/retention", get(retention))
         .route("/rest/auditing/1.0/events", get(auditing))
         .route("/status", get(status))
+        .route(
+            "/admin/v1/orgs/{org_id}/events-stream",
+            get(super::organization::events_stream),
+        )
+        .route(
+            "/admin/v1/orgs/{org_id}/event-actions",
+            get(super::organization::event_actions),
+        )
         .with_state(sim);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;

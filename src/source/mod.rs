@@ -19,6 +19,7 @@
 pub mod client;
 pub mod cursor;
 mod file_tail;
+pub mod organization;
 pub mod page_check;
 pub mod page_parse;
 pub mod page_scan;
@@ -55,6 +56,8 @@ pub enum SourceError {
     State(#[from] StateError),
     #[error(transparent)]
     Tail(#[from] file_tail::TailError),
+    #[error(transparent)]
+    Organization(#[from] organization::OrgError),
 }
 
 impl SourceError {
@@ -64,6 +67,7 @@ impl SourceError {
             SourceError::Page(e) => e.kind(),
             SourceError::State(_) => "state",
             SourceError::Tail(_) => "file_read",
+            SourceError::Organization(e) => e.kind(),
         }
     }
 }
@@ -128,6 +132,8 @@ pub struct Source {
     pub status: Arc<SourceStatus>,
     /// Set when this source replays a range instead of polling ([`replay`]).
     replay: Option<Arc<replay::ReplayTarget>>,
+    /// Spaces the requests of an organization source (unused by the others).
+    org_pacer: organization::pacing::Pacer,
 }
 
 impl Source {
@@ -147,6 +153,7 @@ impl Source {
             })
             .clone();
         let client = Client::new(&cfg)?.counting_rejected_dates(rejected_dates);
+        let org_pacer = organization::pacing::Pacer::per_minute(cfg.requests_per_minute());
         Ok(Source {
             cfg,
             client,
@@ -157,6 +164,7 @@ impl Source {
             max_queue_bytes,
             status: Arc::default(),
             replay: None,
+            org_pacer,
         })
     }
 
@@ -195,10 +203,10 @@ impl Source {
     pub async fn poll_once(&self) -> Result<PollReport, SourceError> {
         let started = Instant::now();
         let label = self.metrics.source(&self.cfg.name);
-        let mut result = if self.cfg.api == crate::normalize::Api::File {
-            self.tail_files().await
-        } else {
-            self.poll_window().await
+        let mut result = match self.cfg.api {
+            crate::normalize::Api::File => self.tail_files().await,
+            crate::normalize::Api::Organization => self.poll_organization().await,
+            _ => self.poll_window().await,
         };
         // The cycle's commits are durable before the source sleeps (see `state`).
         let synced = blocking(&self.store, |s| s.sync()).await;

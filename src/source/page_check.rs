@@ -119,7 +119,7 @@ impl<'a> PageCheck<'a> {
                 "page {} lists the same records as an earlier one: the server ignores {}",
                 self.listings.len() + 1,
                 match self.api {
-                    Api::Auditing | Api::File => "`pageCursor`",
+                    Api::Auditing | Api::File | Api::Organization => "`pageCursor`",
                     Api::Legacy | Api::Cloud => "`startDate`/`endDate` or `start`",
                 }
             )));
@@ -211,7 +211,9 @@ impl<'a> PageCheck<'a> {
                         "the server ignores startDate/endDate — check `date_format` (`millis` or `iso8601`)"
                     }
                     Api::Cloud => "the server ignores startDate/endDate",
-                    Api::Auditing | Api::File => "the server ignores `from`/`to`",
+                    Api::Auditing | Api::File | Api::Organization => {
+                        "the server ignores `from`/`to`"
+                    }
                 },
             });
         }

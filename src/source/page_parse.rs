@@ -283,6 +283,7 @@ fn recover_time(api: Api, text: &str) -> Option<i64> {
                 .ok()?;
             Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
         }
+        Api::Organization => None, // read by source::organization, never here
     }
 }
 

@@ -87,6 +87,8 @@ impl Pager<'_> {
                 }
             }
             Api::Auditing | Api::File => format!("{base}/rest/auditing/1.0/events"),
+            // Read by source::organization, which has its own endpoint.
+            Api::Organization => base.to_owned(),
         }
     }
 

@@ -51,7 +51,7 @@ pub struct ReplayTarget {
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error(
-        "source {name:?}: api {api:?} cannot be replayed (replay reads the REST APIs: legacy, cloud, auditing)"
+        "source {name:?}: api {api:?} cannot be replayed (replay reads the Confluence REST APIs: legacy, cloud, auditing)"
     )]
     Unsupported { name: String, api: &'static str },
     #[error("no source named {name:?} (configured sources: {known})")]
@@ -180,7 +180,7 @@ impl Source {
             .expect("replay_range on a replaying source");
         match self.cfg.api {
             Api::Legacy | Api::Cloud | Api::Auditing => {}
-            Api::File => {
+            Api::File | Api::Organization => {
                 return Err(ReplayError::Unsupported {
                     name,
                     api: self.cfg.api.as_str(),

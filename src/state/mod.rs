@@ -32,6 +32,7 @@ mod claim;
 mod error;
 mod file_checkpoints;
 mod identity;
+mod organization;
 mod queue;
 
 use std::collections::HashMap;
@@ -48,6 +49,7 @@ pub use claim::{Destination, NewState, Refusal, claim_path, open_checked};
 pub use error::StateError;
 pub use file_checkpoints::{FileCheckpoint, FileSliceCommit};
 pub use identity::{FILE_CHECK_EVERY, FileWatch, Found, StoreIdentity, inspect};
+pub use organization::{MAX_RECENT_IDS, OrgPosition};
 pub use queue::{DeadLetter, QueueStats, QueuedEvent};
 
 /// The store's file name inside `state.dir`.

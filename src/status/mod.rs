@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
-use crate::config::Config;
+use crate::config::{Config, SourceConfig};
+use crate::normalize::Api;
 use crate::source::paging::iso;
 use crate::state::{StateError, Store};
 
@@ -134,13 +135,13 @@ pub fn report(
     let age = |ms: i64| (now - ms).max(0) as f64 / 1000.0;
     let mut sources = Vec::new();
     for s in &cfg.source {
-        let cursor = store.cursor(&s.name)?.filter(|c| c.started);
+        let cursor_ms = position_ms(store, s)?;
         let live_row = live.map(|l| l.sources.get(&s.name).cloned().unwrap_or_default());
-        let lag = cursor.map(|c| age(c.cursor_ms));
+        let lag = cursor_ms.map(age);
         sources.push(SourceRow {
             name: s.name.clone(),
             api: s.api.as_str().to_owned(),
-            cursor: cursor.map(|c| iso(c.cursor_ms)),
+            cursor: cursor_ms.map(iso),
             lag_seconds: lag,
             last_success_age_seconds: live_row.as_ref().and_then(|l| l.last_success_age_s),
             last_error: live_row.as_ref().and_then(|l| l.last_error.clone()),
@@ -194,6 +195,18 @@ pub fn report(
         sources,
         sinks,
     })
+}
+
+/// Where a source stands in the store: the cursor (REST and file sources: every record up
+/// to it is queued), or an organization source's newest `processedAt` queued.
+fn position_ms(store: &Store, s: &SourceConfig) -> Result<Option<i64>, StateError> {
+    if s.api == Api::Organization {
+        return Ok(store.org_position(&s.name)?.map(|p| p.processed_ms));
+    }
+    Ok(store
+        .cursor(&s.name)?
+        .filter(|c| c.started)
+        .map(|c| c.cursor_ms))
 }
 
 fn verdict(level: Level, text: impl Into<String>) -> Verdict {

@@ -15,6 +15,7 @@ pub(super) fn records_key(api: Api) -> &'static str {
     match api {
         Api::Legacy | Api::Cloud => "results",
         Api::Auditing | Api::File => "entities",
+        Api::Organization => "data",
     }
 }
 
