@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use confluence_audit_forwarder::normalize::NormalizeOptions;
 use confluence_audit_forwarder::normalize::organization::{
-    DATASET, OrgDocument, event_id, normalize,
+    DATASET, OrgDocument, event_id, normalize, normalize_or_error,
 };
 
 const CREATED: &str = "2026-11-21T08:00:00.000Z";
@@ -191,4 +191,41 @@ fn collect(path: &str, v: &Value, out: &mut Vec<(String, Value)>) {
         }
         leaf => out.push((path.to_owned(), leaf.clone())),
     }
+}
+
+#[test]
+fn an_event_that_cannot_be_normalized_becomes_a_pipeline_error_in_order() {
+    let opts = NormalizeOptions::default();
+    let mut raw = fixtures().remove(0);
+    raw["attributes"]["location"]["ip"] = "not-an-ip".into();
+    let d = normalize_or_error(&raw, CREATED, &opts, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&d.doc).unwrap();
+    assert_eq!(doc["event"]["kind"], "pipeline_error");
+    assert_eq!(
+        d.source_id,
+        raw["id"].as_str().unwrap(),
+        "deduplicated by its id"
+    );
+    assert_eq!(
+        doc["event"]["id"],
+        event_id(raw["id"].as_str().unwrap()).as_str()
+    );
+    assert!(
+        d.error
+            .as_deref()
+            .unwrap()
+            .contains("attributes.location.ip")
+    );
+    let processed = d.processed_ms;
+    assert!(processed > 0, "its own processedAt is its position");
+
+    // Without id or processedAt: a stable hash, and the position before it.
+    let broken = serde_json::json!({"attributes": {"action": "page_viewed"}});
+    let a = normalize_or_error(&broken, CREATED, &opts, 42);
+    let b = normalize_or_error(&broken, "2030-01-01T00:00:00.000Z", &opts, 42);
+    assert!(a.source_id.starts_with("unidentified:"), "{}", a.source_id);
+    assert_eq!(a.source_id, b.source_id, "a re-read is the same event");
+    assert_eq!(a.processed_ms, 42);
+    let fine = fixtures().remove(0);
+    assert!(normalize_or_error(&fine, CREATED, &opts, 0).error.is_none());
 }

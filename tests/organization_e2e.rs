@@ -191,6 +191,53 @@ fn sigkill_mid_backfill_neither_loses_nor_doubles() {
 }
 
 #[test]
+fn a_broken_event_is_forwarded_as_a_pipeline_error_and_the_source_goes_on() {
+    let c = org_sim();
+    let now = c.sim.now_ms();
+    c.sim.org().seed(300, now - DAY_MS, now - 60_000);
+    let ids = c.sim.org().ids();
+    let (bad_ip, bad_time) = (ids[40].clone(), ids[210].clone());
+    assert!(c.sim.org().tamper(&bad_ip, |e| {
+        e["attributes"]["location"] = serde_json::json!({"ip": "not-an-ip"});
+    }));
+    assert!(c.sim.org().tamper(&bad_time, |e| {
+        e["attributes"]["time"] = 1_700_000_000.into();
+    }));
+    let scratch = Scratch::new();
+    let cfg = config(&scratch, &c.url, KEY, "page_size = 100");
+    let log = run_once(&cfg);
+    assert!(
+        log.contains("pipeline_error"),
+        "each broken event is logged: {log}"
+    );
+    c.sim.org().seed(50, now - 50_000, now - 1_000);
+    run_once(&cfg);
+    run_once(&cfg);
+    assert_eq!(assert_exact(&c, &scratch), 350, "nothing lost or doubled");
+    let docs = ids_in_file_docs(&scratch);
+    let errors: Vec<_> = docs
+        .iter()
+        .filter(|d| d["event"]["kind"] == "pipeline_error")
+        .collect();
+    assert_eq!(errors.len(), 2, "only the two broken events");
+    for (id, field) in [
+        (&bad_ip, "attributes.location.ip"),
+        (&bad_time, "attributes.time"),
+    ] {
+        let doc = errors
+            .iter()
+            .find(|d| d["event"]["id"] == event_id(id).as_str())
+            .unwrap_or_else(|| panic!("no pipeline_error for {id}"));
+        let message = doc["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{message}");
+        let original: serde_json::Value =
+            serde_json::from_str(doc["event"]["original"].as_str().unwrap()).unwrap();
+        assert_eq!(original["id"], id.as_str(), "the event as sent");
+        assert_eq!(doc["event"]["dataset"], "atlassian.organization_audit");
+    }
+}
+
+#[test]
 fn a_refused_key_says_it_is_expired_or_lacks_the_scope() {
     let c = org_sim();
     let scratch = Scratch::new();

@@ -34,6 +34,8 @@ pub struct OrgDocument {
     pub known_action: bool,
     /// The ECS document.
     pub doc: Vec<u8>,
+    /// Why the event could not be normalized: `doc` is then a `pipeline_error` document.
+    pub error: Option<String>,
 }
 
 /// `event.id` of the organization event `id`: stable across re-reads, and never equal to
@@ -165,7 +167,64 @@ pub fn normalize(
         time_ms,
         known_action: mapping.is_some(),
         doc: serde_json::to_vec(&Value::Object(doc)).expect("a document serializes"),
+        error: None,
     })
+}
+
+/// [`normalize`], or — for an event it cannot normalize — an `event.kind: pipeline_error`
+/// document carrying the event as sent and the reason, so that one broken event neither stops
+/// the source for good nor is lost.
+///
+/// Its dedupe key is the event's `id` when it has one, else `unidentified:` and a hash of its
+/// JSON (the same for a re-read of the same event). Its position is its `processedAt` when that
+/// parses, else `floor_ms`: the `processedAt` of the event before it, so the stream's order and
+/// the stored position never move back.
+pub fn normalize_or_error(
+    raw: &Value,
+    created: &str,
+    opts: &NormalizeOptions,
+    floor_ms: i64,
+) -> OrgDocument {
+    let error = match normalize(raw, created, opts) {
+        Ok(doc) => return doc,
+        Err(e) => e.to_string(),
+    };
+    let source_id = match raw.get("id") {
+        Some(Value::String(id)) if !id.is_empty() => id.clone(),
+        _ => {
+            let hash = blake3::hash(raw.to_string().as_bytes());
+            format!("unidentified:{}", hex::encode(&hash.as_bytes()[..16]))
+        }
+    };
+    let processed_ms = raw
+        .get("attributes")
+        .map_or(Err(invalid("attributes", "missing")), processed_at)
+        .map_or(floor_ms, |ms| ms.max(floor_ms));
+    let event_id = event_id(&source_id);
+    let doc = json!({
+        "@timestamp": iso(processed_ms),
+        "ecs": {"version": "9.4.0"},
+        "event": {
+            "id": event_id,
+            "kind": "pipeline_error",
+            "created": created,
+            "module": "atlassian",
+            "dataset": DATASET,
+            "original": raw.to_string(),
+        },
+        "error": {"message": error, "type": "organization_event_parse"},
+        "tags": ["organization_parse_failure"],
+        "data_stream": {"type": "logs", "dataset": DATASET, "namespace": opts.namespace},
+    });
+    OrgDocument {
+        source_id,
+        event_id,
+        processed_ms,
+        time_ms: processed_ms,
+        known_action: true,
+        doc: serde_json::to_vec(&doc).expect("a document serializes"),
+        error: Some(error),
+    }
 }
 
 /// `user.*` from `actor`, `user.effective.*` from `onBehalfOf`, `related.user`.

@@ -128,6 +128,19 @@ impl OrgLog {
             .collect()
     }
 
+    /// Change the stored event `id` in place (a server that sends a broken event, for tests
+    /// of a misbehaving log; the simulator itself never breaks one). `false`: no such event.
+    pub fn tamper(&self, id: &str, change: impl FnOnce(&mut Value)) -> bool {
+        let mut s = self.lock();
+        match s.events.iter_mut().find(|(_, _, e)| e["id"] == id) {
+            Some((_, _, event)) => {
+                change(event);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The stored events (`data` elements), in stream order.
     pub fn events(&self) -> Vec<Value> {
         self.lock()

@@ -100,12 +100,11 @@ impl Source {
             };
             let full = page.data.len() >= limit;
             let created = super::paging::iso(now_ms());
-            let docs = page::documents(&page, &created, &self.normalize).map_err(|problem| {
-                OrgError::Page {
+            let docs = page::documents(&page, &created, &self.normalize, pos.processed_ms)
+                .map_err(|problem| OrgError::Page {
                     url: url.clone(),
                     problem,
-                }
-            })?;
+                })?;
             let last_processed = docs.last().map(|d| d.processed_ms);
             let end = docs.last().map(|d| (d.processed_ms, d.source_id.clone()));
             if full && end.is_some() && end == previous_end {
@@ -202,6 +201,20 @@ impl Source {
         }
     }
 
+    /// Say loudly which events of a page became `pipeline_error` documents (they are queued
+    /// all the same: nothing is lost, and the source goes on).
+    fn report_broken_events(&self, docs: &[&OrgDocument]) {
+        for d in docs {
+            if let Some(error) = &d.error {
+                tracing::error!(source = %self.cfg.name, event = %crate::logsafe::clean(&d.source_id), error = %crate::logsafe::clean(error), "organization event cannot be normalized; forwarded as a pipeline_error document with the event as sent");
+                self.metrics
+                    .rejected_records
+                    .get_or_create(&self.metrics.source(&self.cfg.name))
+                    .inc();
+            }
+        }
+    }
+
     /// Queue the documents not seen before and move the position, in one transaction.
     async fn commit_org_docs(
         &self,
@@ -217,6 +230,7 @@ impl Source {
                 fresh.push(d);
             }
         }
+        self.report_broken_events(&fresh);
         let duplicates = (docs.len() - fresh.len()) as u64;
         let unknown = fresh.iter().filter(|d| !d.known_action).count() as u64;
         let events: Vec<NewEvent> = fresh

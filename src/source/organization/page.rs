@@ -9,8 +9,8 @@
 
 use serde_json::Value;
 
+use crate::normalize::NormalizeOptions;
 use crate::normalize::organization::{self, OrgDocument};
-use crate::normalize::{NormalizeError, NormalizeOptions};
 
 /// A page as sent: its events (raw) and the cursor to continue from.
 #[derive(Debug)]
@@ -23,12 +23,6 @@ pub struct OrgPage {
 /// A page that breaks the API's promises.
 #[derive(Debug, thiserror::Error)]
 pub enum PageProblem {
-    #[error("event {index} of the page: {source}")]
-    Event {
-        index: usize,
-        #[source]
-        source: NormalizeError,
-    },
     #[error(
         "event {index} of the page (id {id:?}) was processed at {at}, before the event ahead of it: the server does not order by processedAt"
     )]
@@ -85,16 +79,19 @@ fn cursor_of_link(link: &str) -> Option<String> {
         .filter(|c| !c.is_empty())
 }
 
-/// Normalize every event of the page, checking the stream's order as it goes.
+/// Normalize every event of the page, checking the stream's order as it goes. An event
+/// that cannot be normalized becomes a `pipeline_error` document in its place
+/// ([`organization::normalize_or_error`]); `floor_ms` is the position before the page.
 pub fn documents(
     page: &OrgPage,
     created: &str,
     opts: &NormalizeOptions,
+    floor_ms: i64,
 ) -> Result<Vec<OrgDocument>, PageProblem> {
     let mut out: Vec<OrgDocument> = Vec::with_capacity(page.data.len());
     for (index, raw) in page.data.iter().enumerate() {
-        let doc = organization::normalize(raw, created, opts)
-            .map_err(|source| PageProblem::Event { index, source })?;
+        let floor = out.last().map_or(floor_ms, |d| d.processed_ms);
+        let doc = organization::normalize_or_error(raw, created, opts, floor);
         if let Some(prev) = out.last()
             && doc.processed_ms < prev.processed_ms
         {
@@ -149,6 +146,7 @@ mod tests {
             &page,
             "2026-11-20T10:00:00.000Z",
             &NormalizeOptions::default(),
+            0,
         )
         .unwrap_err();
         assert!(matches!(e, PageProblem::Order { index: 1, .. }), "{e}");
