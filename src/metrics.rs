@@ -76,6 +76,16 @@ impl Default for Metrics {
     }
 }
 
+/// What one commit of a source adds to its counters ([`Metrics::count_committed`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommittedCounts {
+    pub read: u64,
+    pub queued: u64,
+    pub duplicates: u64,
+    pub unknown: u64,
+    pub rejected: u64,
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("caf");
@@ -257,6 +267,25 @@ impl Metrics {
         SourceLabel {
             source: name.to_owned(),
         }
+    }
+
+    /// The counts of one committed slice or page of `source`: records read (`queued` +
+    /// `duplicates`), new events queued, duplicates dropped, unknown actions, rejected records.
+    pub fn count_committed(&self, source: &SourceLabel, counts: CommittedCounts) {
+        let CommittedCounts {
+            read,
+            queued,
+            duplicates,
+            unknown,
+            rejected,
+        } = counts;
+        self.records_read.get_or_create(source).inc_by(read);
+        self.events_new.get_or_create(source).inc_by(queued);
+        self.duplicates_dropped
+            .get_or_create(source)
+            .inc_by(duplicates);
+        self.unknown_actions.get_or_create(source).inc_by(unknown);
+        self.rejected_records.get_or_create(source).inc_by(rejected);
     }
 
     pub fn sink(&self, name: &str) -> SinkLabel {

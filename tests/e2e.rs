@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{
-    Confluence, DaemonProcess, Scratch, diff, expected_ids, ids_in_file, run_once, source_toml,
+    Confluence, DaemonProcess, Scratch, assert_file_holds_exactly, expected_ids, ids_in_file,
+    run_once, source_toml,
 };
 use confluence_audit_forwarder::normalize::Api;
 use confluence_audit_forwarder::simulate::{ArrivalMix, Fault, Faults, SimAuth, SimConfig};
@@ -43,14 +44,7 @@ fn expected(c: &Confluence, api: Api, scratch: &Scratch) -> BTreeMap<String, usi
 
 fn assert_exact(c: &Confluence, api: Api, scratch: &Scratch) -> usize {
     let want = expected(c, api, scratch);
-    let got = ids_in_file(&scratch.path("events.ndjson"));
-    assert!(
-        want == got,
-        "{api:?}: {}\nlogs:\n{}",
-        diff(&want, &got),
-        scratch.logs()
-    );
-    got.values().sum()
+    assert_file_holds_exactly(&want, scratch, &format!("{api:?}"))
 }
 
 fn small_pages() -> SimConfig {

@@ -11,7 +11,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Confluence, DaemonProcess, Scratch, bin, diff, ids_in_file, run_once, wait_until};
+use common::{
+    Confluence, DaemonProcess, Scratch, assert_file_holds_exactly, bin, ids_in_file, run_once,
+    wait_until,
+};
 use confluence_audit_forwarder::normalize::organization::event_id;
 use confluence_audit_forwarder::simulate::organization::OrgFaults;
 use confluence_audit_forwarder::simulate::{SimAuth, SimConfig};
@@ -69,15 +72,7 @@ fn expected(c: &Confluence) -> BTreeMap<String, usize> {
 }
 
 fn assert_exact(c: &Confluence, scratch: &Scratch) -> usize {
-    let want = expected(c);
-    let got = ids_in_file(&scratch.path("events.ndjson"));
-    assert!(
-        want == got,
-        "{}\nlogs:\n{}",
-        diff(&want, &got),
-        scratch.logs()
-    );
-    got.values().sum()
+    assert_file_holds_exactly(&expected(c), scratch, "organization")
 }
 
 #[test]

@@ -24,6 +24,7 @@ use super::paging::{self, Pager, Resume, SliceFetch};
 use super::prepare::{Carried, Prepared, carry};
 use super::window::{self, Window};
 use super::{PollReport, Source, SourceError, now_ms};
+use crate::metrics::CommittedCounts;
 use crate::state::blocking;
 
 use super::client::Transient;
@@ -272,23 +273,16 @@ impl Source {
             } = p;
             store.commit_window(&name, &commit)?;
             let queued = commit.events.len() as u64;
-            metrics
-                .records_read
-                .get_or_create(&label)
-                .inc_by(records_read);
-            metrics.events_new.get_or_create(&label).inc_by(queued);
-            metrics
-                .duplicates_dropped
-                .get_or_create(&label)
-                .inc_by(duplicates);
-            metrics
-                .unknown_actions
-                .get_or_create(&label)
-                .inc_by(unknown);
-            metrics
-                .rejected_records
-                .get_or_create(&label)
-                .inc_by(rejected);
+            metrics.count_committed(
+                &label,
+                CommittedCounts {
+                    read: records_read,
+                    queued,
+                    duplicates,
+                    unknown,
+                    rejected,
+                },
+            );
             if let Some(cursor_ms) = commit.cursor_ms {
                 metrics
                     .cursor_timestamp

@@ -175,6 +175,24 @@ pub fn expected_ids<'a>(
     out
 }
 
+/// Assert that the file sink's output in `scratch` holds exactly the ids of `want` (each as
+/// many times); `what` opens the failure message, which ends with the daemon's logs. The
+/// number of documents.
+pub fn assert_file_holds_exactly(
+    want: &BTreeMap<String, usize>,
+    scratch: &Scratch,
+    what: &str,
+) -> usize {
+    let got = ids_in_file(&scratch.path("events.ndjson"));
+    assert!(
+        *want == got,
+        "{what}: {}\nlogs:\n{}",
+        diff(want, &got),
+        scratch.logs()
+    );
+    got.values().sum()
+}
+
 /// Describe how two multisets differ (for assertion messages).
 pub fn diff(expected: &BTreeMap<String, usize>, got: &BTreeMap<String, usize>) -> String {
     let missing: Vec<_> = expected

@@ -26,7 +26,7 @@ use std::collections::HashSet;
 use super::client::{FetchError, Transient};
 use super::{PollReport, Source, SourceError, now_ms};
 use crate::config::StartAt;
-use crate::metrics::Metrics;
+use crate::metrics::{CommittedCounts, Metrics};
 use crate::normalize::organization::OrgDocument;
 use crate::state::{NewEvent, OrgPosition, blocking};
 use page::{OrgPage, PageProblem};
@@ -203,16 +203,16 @@ impl Source {
 
     /// Say loudly which events of a page became `pipeline_error` documents (they are queued
     /// all the same: nothing is lost, and the source goes on).
-    fn report_broken_events(&self, docs: &[&OrgDocument]) {
+    /// Returns how many there were.
+    fn report_broken_events(&self, docs: &[&OrgDocument]) -> u64 {
+        let mut broken = 0;
         for d in docs {
             if let Some(error) = &d.error {
                 tracing::error!(source = %self.cfg.name, event = %crate::logsafe::clean(&d.source_id), error = %crate::logsafe::clean(error), "organization event cannot be normalized; forwarded as a pipeline_error document with the event as sent");
-                self.metrics
-                    .rejected_records
-                    .get_or_create(&self.metrics.source(&self.cfg.name))
-                    .inc();
+                broken += 1;
             }
         }
+        broken
     }
 
     /// Queue the documents not seen before and move the position, in one transaction.
@@ -230,7 +230,7 @@ impl Source {
                 fresh.push(d);
             }
         }
-        self.report_broken_events(&fresh);
+        let rejected = self.report_broken_events(&fresh);
         let duplicates = (docs.len() - fresh.len()) as u64;
         let unknown = fresh.iter().filter(|d| !d.known_action).count() as u64;
         let events: Vec<NewEvent> = fresh
@@ -259,7 +259,7 @@ impl Source {
             &self.cfg.name,
             pos,
             newest,
-            (n, duplicates, unknown),
+            (n, duplicates, unknown, rejected),
         );
         if n > 0 {
             self.queued.notify_waiters();
@@ -297,22 +297,19 @@ fn publish(
     source: &str,
     pos: &OrgPosition,
     newest: Option<(i64, i64)>,
-    (queued, duplicates, unknown): (u64, u64, u64),
+    (queued, duplicates, unknown, rejected): (u64, u64, u64, u64),
 ) {
     let label = metrics.source(source);
-    metrics
-        .records_read
-        .get_or_create(&label)
-        .inc_by(queued + duplicates);
-    metrics.events_new.get_or_create(&label).inc_by(queued);
-    metrics
-        .duplicates_dropped
-        .get_or_create(&label)
-        .inc_by(duplicates);
-    metrics
-        .unknown_actions
-        .get_or_create(&label)
-        .inc_by(unknown);
+    metrics.count_committed(
+        &label,
+        CommittedCounts {
+            read: queued + duplicates,
+            queued,
+            duplicates,
+            unknown,
+            rejected,
+        },
+    );
     metrics
         .cursor_timestamp
         .get_or_create(&label)
