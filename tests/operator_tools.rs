@@ -20,7 +20,7 @@ use common::{
 use confluence_audit_forwarder::normalize::Api;
 use confluence_audit_forwarder::simulate::SimConfig;
 use confluence_audit_forwarder::source::paging::iso;
-use confluence_audit_forwarder::state::Store;
+use confluence_audit_forwarder::state::{FileSliceCommit, OrgPosition, Store};
 
 fn command(args: &[&str], config: &Path) -> Output {
     Command::new(bin())
@@ -475,5 +475,47 @@ fn replay_refuses_what_it_cannot_do_and_says_why() {
     assert!(
         e.contains("no source named \"nope\" (configured sources: wiki)"),
         "{e}"
+    );
+}
+
+#[test]
+fn status_shows_where_file_and_organization_sources_stand() {
+    let scratch = Scratch::new();
+    let logs = scratch.path("audit");
+    std::fs::create_dir_all(&logs).unwrap();
+    let sources = format!(
+        "[[source]]\nname = \"files\"\napi = \"file\"\npaths = [\"{}/*.audit.log\"]\n\
+         [[source]]\nname = \"org\"\napi = \"organization\"\norg_id = \"1a2b3c4d\"\n\
+         [source.auth]\ntype = \"bearer\"\ntoken = \"k\"\n",
+        logs.display()
+    );
+    let config = two_file_sinks(&scratch, &sources, "");
+    let (file_ms, processed_ms) = (1_764_043_200_123, 1_764_050_000_456);
+    {
+        let store = Store::open(&scratch.path("state"), &["a".into(), "b".into()]).unwrap();
+        let slice = FileSliceCommit {
+            newest_ms: Some(file_ms),
+            ..FileSliceCommit::default()
+        };
+        store.commit_file_slice("files", &slice).unwrap();
+        let pos = OrgPosition::starting_at(processed_ms);
+        store.commit_org_page("org", &[], &pos).unwrap();
+    }
+    let (_, report) = status_json(&config);
+    assert_eq!(report["daemon"], "stopped", "{report:#}");
+    let org = row(&report, "sources", "org");
+    assert_eq!(org["api"], "organization");
+    assert_eq!(
+        org["cursor"],
+        iso(processed_ms),
+        "the newest processedAt queued"
+    );
+    assert!(org["lag_seconds"].as_f64().unwrap() > 0.0);
+    let files = row(&report, "sources", "files");
+    assert_eq!(files["api"], "file");
+    assert_eq!(
+        files["cursor"],
+        iso(file_ms),
+        "the newest record time queued"
     );
 }
