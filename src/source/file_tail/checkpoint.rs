@@ -57,7 +57,8 @@ impl FileCheckpoint {
     /// A checkpoint of a file seen for the first time, at `offset`.
     ///
     /// Invariant: `offset` is 0 or the end of a complete line (`start_at = "end"`): a line
-    /// is never entered in its middle.
+    /// is never entered in its middle. (Later, an offset may also be the end of a file left
+    /// behind whose last line never got its newline: see `tail::left_behind`.)
     pub fn first(found: &Found, file: &File, offset: u64) -> io::Result<FileCheckpoint> {
         let (fingerprint_len, fingerprint) = fingerprint(file, FINGERPRINT_BYTES)?;
         Ok(FileCheckpoint {

@@ -31,6 +31,9 @@ pub struct Lines {
     pub next_offset: u64,
     /// Whether the read stopped at the end of the file (else at `max_lines`/`max_bytes`).
     pub at_end: bool,
+    /// At the end: the bytes after the last newline (a line not finished yet, or never to be
+    /// finished in a file left behind), and the file's end offset. Not in `lines`.
+    pub unterminated: Option<(Line, u64)>,
 }
 
 /// Read the complete lines of `file` from `offset`: at most `max_lines`, stopping after the
@@ -56,6 +59,18 @@ pub fn read_lines(
         let buf = reader.fill_buf()?;
         if buf.is_empty() {
             out.at_end = true;
+            if line_bytes > 0 {
+                let text = std::mem::take(&mut line);
+                let last = if line_bytes as usize > max_line {
+                    Line::TooLong {
+                        prefix: text,
+                        bytes: line_bytes,
+                    }
+                } else {
+                    Line::Text(strip_cr(text))
+                };
+                out.unterminated = Some((last, pos));
+            }
             break;
         }
         let (take, complete) = match memchr::memchr(b'\n', buf) {

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::checkpoint::{Resume, TwinCounts, end_of_last_line};
 use super::discover::{Found, discover};
@@ -78,6 +79,25 @@ fn still_the_same(t: &Tracked, file: &File) -> io::Result<bool> {
         ..t.found.clone()
     };
     Ok(t.checkpoint.resume(&now, file)? == Resume::Continue)
+}
+
+/// How long a file must have gone unwritten, with a newer one in its directory, before a
+/// line it ends without a newline is taken as never to be finished.
+const LEFT_BEHIND_AFTER: Duration = Duration::from_secs(30);
+
+/// Is `files[i]` left behind — a newer file (later in read order) in its directory, and
+/// not written for [`LEFT_BEHIND_AFTER`]? Confluence writes one file per node at a time
+/// and whole lines, so its last line will not be finished: a crash cut it.
+fn left_behind(files: &[Tracked], i: usize, file: &File) -> bool {
+    let dir = files[i].found.path.parent();
+    let newer = files[i + 1..].iter().any(|t| t.found.path.parent() == dir);
+    let idle = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .is_some_and(|age| age >= LEFT_BEHIND_AFTER);
+    newer && idle
 }
 
 impl Tail {
@@ -243,6 +263,16 @@ impl Tail {
                 self.next += 1;
                 continue;
             }
+            let mut read = read;
+            if let Some((last, end)) = read.unterminated.take()
+                && left_behind(&self.files, self.next, &file)
+            {
+                let t = &self.files[self.next];
+                tracing::warn!(path = %t.found.path.display(), bytes = end - read.next_offset, "audit log file left behind (a newer one is written in its directory) ends without a newline: its last line is forwarded as it is — a pipeline_error document unless it is a whole record");
+                read.lines.push(last);
+                read.next_offset = end;
+            }
+            let t = &mut self.files[self.next];
             slice.bytes += read.next_offset - t.checkpoint.offset;
             rules.documents(
                 &read.lines,
@@ -332,6 +362,70 @@ mod tests {
         assert_eq!(lines, 0);
         assert_eq!(commits.len(), 1, "one commit forgets the deleted file");
         assert_eq!(commits[0].forget.len(), 1);
+    }
+
+    #[test]
+    fn a_last_line_without_newline_in_a_file_left_behind_is_forwarded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let glob = vec![format!("{}/*.audit.log", dir.path().display())];
+        let (old, new) = (
+            dir.path().join("20240101-00000.audit.log"),
+            dir.path().join("20240102-00000.audit.log"),
+        );
+        let cut = line(0)[..20].to_owned();
+        std::fs::write(&new, line(3)).unwrap();
+        std::fs::write(&old, [line(1), line(2), cut.clone()].concat()).unwrap();
+        let minutes_ago = std::time::SystemTime::now() - Duration::from_secs(120);
+        let f = std::fs::OpenOptions::new().write(true).open(&old).unwrap();
+        f.set_modified(minutes_ago).unwrap();
+        let mut tail = Tail::open(&glob, Vec::new(), false, &|_| {}).unwrap();
+        let (commits, lines) = read_all(&mut tail);
+        assert_eq!(lines, 4, "the cut line too");
+        let docs: Vec<serde_json::Value> = commits
+            .iter()
+            .flat_map(|c| &c.events)
+            .map(|e| serde_json::from_slice(&e.doc).unwrap())
+            .collect();
+        let errors: Vec<_> = docs
+            .iter()
+            .filter(|d| d["event"]["kind"] == "pipeline_error")
+            .collect();
+        assert_eq!(errors.len(), 1, "{docs:?}");
+        assert_eq!(errors[0]["event"]["original"], cut.as_str());
+        let old_cp = commits
+            .iter()
+            .flat_map(|c| c.checkpoints.iter())
+            .rfind(|c| c.path.ends_with("20240101-00000.audit.log"))
+            .unwrap();
+        assert_eq!(old_cp.offset, std::fs::metadata(&old).unwrap().len());
+        let stored: Vec<FileCheckpoint> = commits
+            .iter()
+            .flat_map(|c| c.checkpoints.clone())
+            .rev()
+            .fold(Vec::new(), |mut acc, c| {
+                if !acc.iter().any(|x: &FileCheckpoint| x.ino == c.ino) {
+                    acc.push(c);
+                }
+                acc
+            });
+        let mut tail = Tail::open(&glob, stored, false, &|_| {}).unwrap();
+        assert_eq!(read_all(&mut tail).1, 0, "nothing twice");
+
+        // The newest file of its directory: its unfinished line waits, however old.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&new)
+            .unwrap()
+            .write_all(cut.as_bytes())
+            .unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&new).unwrap();
+        f.set_modified(minutes_ago).unwrap();
+        let mut tail = Tail::open(&glob, Vec::new(), false, &|_| {}).unwrap();
+        assert_eq!(
+            read_all(&mut tail).1,
+            4,
+            "old file's 3 lines and the new file's 1"
+        );
     }
 
     #[test]
