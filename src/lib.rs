@@ -23,7 +23,8 @@
 //!   file a checkpoint (device + inode + first-bytes fingerprint, offset after the last complete
 //!   line) committed with the documents in one transaction (`Store::commit_file_slice`).
 //!   `organization` is the Atlassian organization audit log (`api = "organization"`):
-//!   cursor/`processedAt` paging of `events-stream`, id dedupe, request pacing.
+//!   cursor/`processedAt` paging of `events-stream`, id dedupe, request pacing, and its
+//!   replay of a `processedAt` range.
 //! - [`normalize`]: turns one raw record (any of the four shapes) into ECS document bytes and
 //!   its deterministic `event.id` (`normalize/organization/`: organization audit log events).
 //!   Pure functions, no I/O — except `normalize::stream`, the `normalize` command's loop over any reader and writer, one record at a time.

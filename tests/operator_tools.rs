@@ -450,7 +450,7 @@ fn replay_refuses_what_it_cannot_do_and_says_why() {
     run_once(&cfg);
     let e = replay("-3h", "-10m", &[]);
     assert!(
-        e.contains("beyond Confluence's audit retention (1 HOURS"),
+        e.contains("beyond the audit log's retention (1 HOURS"),
         "{e}"
     );
     let e = replay("-20m", "-10m", &["--sink", "c"]);

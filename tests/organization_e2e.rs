@@ -12,12 +12,15 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    Confluence, DaemonProcess, Scratch, assert_file_holds_exactly, bin, ids_in_file, run_once,
-    wait_until,
+    Confluence, DaemonProcess, Scratch, assert_file_holds_exactly, bin, diff, ids_in_file,
+    run_once, wait_until,
 };
+use confluence_audit_forwarder::config::StartAt;
 use confluence_audit_forwarder::normalize::organization::event_id;
 use confluence_audit_forwarder::simulate::organization::OrgFaults;
 use confluence_audit_forwarder::simulate::{SimAuth, SimConfig};
+use confluence_audit_forwarder::source::paging::iso;
+use confluence_audit_forwarder::state::Store;
 
 const KEY: &str = "org-api-key-sim";
 const DAY_MS: i64 = 86_400_000;
@@ -230,6 +233,111 @@ fn a_broken_event_is_forwarded_as_a_pipeline_error_and_the_source_goes_on() {
         assert_eq!(original["id"], id.as_str(), "the event as sent");
         assert_eq!(doc["event"]["dataset"], "atlassian.organization_audit");
     }
+}
+
+/// The stored position of source `org`, as JSON (cursor, processedAt, recent ids).
+fn stored_position(scratch: &Scratch) -> String {
+    let store = Store::open(&scratch.path("state"), &["archive".into()]).expect("open the store");
+    let pos = store.org_position("org").unwrap().expect("a position");
+    format!("{:?} {} {:?}", pos.cursor, pos.processed_ms, pos.recent)
+}
+
+#[test]
+fn replay_queues_a_processed_at_range_once_more_tagged_and_leaves_the_position() {
+    let c = org_sim();
+    let now = c.sim.now_ms();
+    c.sim.org().seed(400, now - 2 * DAY_MS, now - 60_000);
+    let scratch = Scratch::new();
+    let cfg = config(&scratch, &c.url, KEY, "page_size = 50");
+    run_once(&cfg);
+    assert_eq!(assert_exact(&c, &scratch), 400);
+    let position = stored_position(&scratch);
+
+    let (from, to) = (now - 36 * 3_600_000, now - 12 * 3_600_000);
+    let in_range: BTreeMap<String, usize> = c
+        .sim
+        .org()
+        .events()
+        .iter()
+        .filter(|e| {
+            let at = e["attributes"]["processedAt"].as_str().unwrap();
+            let ms = chrono_ms(at);
+            (from..=to).contains(&ms)
+        })
+        .map(|e| (event_id(e["id"].as_str().unwrap()), 1))
+        .collect();
+    assert!(in_range.len() > 100, "the range holds events");
+    let out = Command::new(bin())
+        .args(["replay", "--config"])
+        .arg(&cfg)
+        .args(["--source", "org", "--from", &iso(from), "--to", &iso(to)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stored_position(&scratch),
+        position,
+        "the position is untouched"
+    );
+
+    run_once(&cfg);
+    let docs = ids_in_file_docs(&scratch);
+    let mut replayed = BTreeMap::new();
+    for d in docs
+        .iter()
+        .filter(|d| d["confluence"]["audit"]["replayed"] == true)
+    {
+        *replayed
+            .entry(d["event"]["id"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    assert!(replayed == in_range, "{}", diff(&in_range, &replayed));
+    assert_eq!(
+        docs.len(),
+        400 + in_range.len(),
+        "nothing else was queued again"
+    );
+
+    let ahead = Command::new(bin())
+        .args(["replay", "--config"])
+        .arg(&cfg)
+        .args([
+            "--source",
+            "org",
+            "--from",
+            "-1h",
+            "--to",
+            &iso(now + 3_600_000),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&ahead.stderr);
+    assert!(
+        !ahead.status.success() && stderr.contains("still to be polled"),
+        "{stderr}"
+    );
+    let old = Command::new(bin())
+        .args(["replay", "--config"])
+        .arg(&cfg)
+        .args(["--source", "org", "--from", "-200d", "--to", &iso(from)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&old.stderr);
+    assert!(
+        !old.status.success() && stderr.contains("180 days"),
+        "{stderr}"
+    );
+}
+
+fn chrono_ms(rfc3339: &str) -> i64 {
+    rfc3339
+        .parse::<StartAt>()
+        .map(|s| match s {
+            StartAt::Time(ms) => ms,
+            other => panic!("{rfc3339}: {other:?}"),
+        })
+        .unwrap()
 }
 
 #[test]

@@ -9,6 +9,9 @@
 //! Only a range behind the cursor is replayed (what lies ahead is still to be polled), and
 //! never one older than the server's published retention (those records are gone).
 //!
+//! An organization source replays through `organization/replay.rs`: same rules, its own
+//! paging (`from`/`to` on processing time).
+//!
 //! [`Store::enqueue_for`]: crate::state::Store::enqueue_for
 
 use std::sync::{Arc, Mutex};
@@ -51,7 +54,7 @@ pub struct ReplayTarget {
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error(
-        "source {name:?}: api {api:?} cannot be replayed (replay reads the Confluence REST APIs: legacy, cloud, auditing)"
+        "source {name:?}: api {api:?} cannot be replayed (replay reads the APIs: legacy, cloud, auditing, organization)"
     )]
     Unsupported { name: String, api: &'static str },
     #[error("no source named {name:?} (configured sources: {known})")]
@@ -73,7 +76,7 @@ pub enum ReplayError {
         cursor: String,
     },
     #[error(
-        "source {name:?}: --from {from} is beyond Confluence's audit retention ({retention}: nothing before {oldest_kept} is kept); replay from {oldest_kept} or later"
+        "source {name:?}: --from {from} is beyond the audit log's retention ({retention}: nothing before {oldest_kept} is kept); replay from {oldest_kept} or later"
     )]
     BeyondRetention {
         name: String,
@@ -107,6 +110,45 @@ impl ReplayTarget {
             on_progress,
             progress: Mutex::default(),
         })
+    }
+
+    /// The sinks the replay queues for.
+    pub(super) fn sinks(&self) -> &[String] {
+        &self.sinks
+    }
+
+    /// A replay of `[from_ms, to_ms]` begins: nothing done yet.
+    pub(super) fn begin(&self, from_ms: i64, to_ms: i64) {
+        *self.progress.lock().expect("progress lock") = ReplayProgress {
+            from_ms,
+            to_ms,
+            done_to_ms: from_ms - 1,
+            ..Default::default()
+        };
+    }
+
+    /// One slice committed: `read` records, `queued` documents, everything up to `done_to_ms`
+    /// (when known) queued again. Tells the hook.
+    pub(super) fn advance(&self, read: u64, queued: u64, done_to_ms: Option<i64>) {
+        let progress = {
+            let mut progress = self.progress.lock().expect("progress lock");
+            progress.records_read += read;
+            progress.queued += queued;
+            if let Some(done) = done_to_ms {
+                progress.done_to_ms = progress.done_to_ms.max(done);
+            }
+            *progress
+        };
+        (self.on_progress)(&progress);
+    }
+
+    /// What the replay did, with the retention the server states.
+    pub(super) fn report(&self, retention: Option<String>) -> ReplayReport {
+        ReplayReport {
+            progress: *self.progress.lock().expect("progress lock"),
+            retention,
+            sinks: self.sinks.clone(),
+        }
     }
 }
 
@@ -178,20 +220,23 @@ impl Source {
             .replay
             .clone()
             .expect("replay_range on a replaying source");
-        match self.cfg.api {
-            Api::Legacy | Api::Cloud | Api::Auditing => {}
-            Api::File | Api::Organization => {
-                return Err(ReplayError::Unsupported {
-                    name,
-                    api: self.cfg.api.as_str(),
-                });
-            }
-        }
         if from_ms > to_ms {
             return Err(ReplayError::EmptyRange {
                 from: iso(from_ms),
                 to: iso(to_ms),
             });
+        }
+        match self.cfg.api {
+            Api::Legacy | Api::Cloud | Api::Auditing => {}
+            Api::Organization => {
+                return self.replay_organization(from_ms, to_ms, &target).await;
+            }
+            Api::File => {
+                return Err(ReplayError::Unsupported {
+                    name,
+                    api: self.cfg.api.as_str(),
+                });
+            }
         }
         let cursor = blocking(&self.store, {
             let name = name.clone();
@@ -209,12 +254,7 @@ impl Source {
                 cursor: iso(cursor),
             });
         }
-        *target.progress.lock().expect("progress lock") = ReplayProgress {
-            from_ms,
-            to_ms,
-            done_to_ms: from_ms - 1,
-            ..Default::default()
-        };
+        target.begin(from_ms, to_ms);
         if self.client.server_skew_ms().is_none() {
             self.client.probe_clock(&self.cfg.url).await;
         }
@@ -238,12 +278,7 @@ impl Source {
             })
             .await?;
         blocking(&self.store, |s| s.sync()).await?;
-        let progress = *target.progress.lock().expect("progress lock");
-        Ok(ReplayReport {
-            progress,
-            retention: retention.map(|r| r.stated),
-            sinks: target.sinks.clone(),
-        })
+        Ok(target.report(retention.map(|r| r.stated)))
     }
 
     /// The replay's commit: the slice's documents, tagged, for the chosen sinks only.
@@ -267,16 +302,7 @@ impl Source {
         if queued > 0 {
             self.queued.notify_waiters();
         }
-        let progress = {
-            let mut progress = target.progress.lock().expect("progress lock");
-            progress.records_read += p.records_read;
-            progress.queued += queued;
-            if let Some(done) = p.commit.cursor_ms {
-                progress.done_to_ms = progress.done_to_ms.max(done);
-            }
-            *progress
-        };
-        (target.on_progress)(&progress);
+        target.advance(p.records_read, queued, p.commit.cursor_ms);
         Ok(queued)
     }
 }

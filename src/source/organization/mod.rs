@@ -20,6 +20,7 @@
 
 pub mod pacing;
 pub mod page;
+mod replay;
 
 use std::collections::HashSet;
 
@@ -65,7 +66,7 @@ impl OrgError {
 
 /// What the next request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Request {
+pub(super) enum Request {
     Cursor(String),
     From(i64),
 }
@@ -89,7 +90,7 @@ impl Source {
         let mut report = PollReport::default();
         loop {
             self.wait_for_queue_room().await?;
-            let Some(page) = self.fetch_org_page(&url, &request).await? else {
+            let Some(page) = self.fetch_org_page(&url, &request, None).await? else {
                 tracing::warn!(
                     from = %super::paging::iso(fallback_ms),
                     "the server refused the stored cursor (400): continuing from the last processedAt seen (minus the overlap at the start of a cycle), duplicates dropped by id"
@@ -167,13 +168,15 @@ impl Source {
     }
 
     /// One page, paced. `Ok(None)`: the server refused the cursor (400).
+    /// `to_ms`: the window's end (`to`, processing time), for a replay.
     async fn fetch_org_page(
         &self,
         url: &str,
         request: &Request,
+        to_ms: Option<i64>,
     ) -> Result<Option<OrgPage>, SourceError> {
         let limit = self.cfg.page_size.max(1).to_string();
-        let query: Vec<(&str, String)> = match request {
+        let mut query: Vec<(&str, String)> = match request {
             Request::Cursor(c) => vec![("cursor", c.clone()), ("limit", limit)],
             Request::From(ms) => vec![
                 ("from", ms.to_string()),
@@ -181,6 +184,9 @@ impl Source {
                 ("limit", limit),
             ],
         };
+        if let (Request::From(_), Some(to)) = (request, to_ms) {
+            query.push(("to", to.to_string()));
+        }
         self.org_pacer.wait().await;
         let on_transient = |t: &Transient| self.count_error(t.kind);
         match self
