@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use confluence_audit_forwarder::normalize::{
     self, Api, NormalizeOptions, parse_record, split_input,
 };
-use confluence_audit_forwarder::simulate::catalog::{self, Compact, KINDS};
+use confluence_audit_forwarder::simulate::catalog::{self, KINDS};
 use confluence_audit_forwarder::simulate::render;
 use confluence_audit_forwarder::sink::elasticsearch::{ElasticsearchSink, setup};
 use confluence_audit_forwarder::sink::{Delivery, QueuedEvent, Sink};
@@ -78,13 +78,7 @@ fn documents() -> Vec<Vec<u8>> {
         docs.push(normalize_with(api, &raw, &everything));
     }
     for (i, _) in KINDS.iter().enumerate() {
-        let c = Compact {
-            kind: i as u16,
-            user: (i % catalog::USERS.len()) as u16,
-            ip: 7,
-            detail_seed: 1000 + i as u32,
-        };
-        let record = catalog::expand(1_764_043_200_123, c, "https://wiki.example.com");
+        let record = catalog::example(i);
         for api in [Api::Auditing, Api::File, Api::Legacy] {
             let mut raw = Vec::new();
             render::render(api, &record, "https://wiki.example.com", &mut raw);

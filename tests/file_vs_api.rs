@@ -8,7 +8,7 @@
 //! §4), and every kind the simulator knows is rendered in both shapes from one record.
 
 use confluence_audit_forwarder::normalize::{Api, NormalizeOptions, parse_record, write_ecs};
-use confluence_audit_forwarder::simulate::catalog::{self, Compact, KINDS};
+use confluence_audit_forwarder::simulate::catalog::{self, KINDS};
 use confluence_audit_forwarder::simulate::render;
 use serde_json::Value;
 
@@ -85,13 +85,7 @@ fn fixture_file_lines_and_their_api_entities_give_the_same_event() {
 #[test]
 fn every_simulated_kind_gives_the_same_event_from_the_file_and_the_api() {
     for (i, _) in KINDS.iter().enumerate() {
-        let c = Compact {
-            kind: i as u16,
-            user: (i % catalog::USERS.len()) as u16,
-            ip: 7,
-            detail_seed: 1000 + i as u32,
-        };
-        let record = catalog::expand(1_764_043_200_123, c, "https://wiki.example.com");
+        let record = catalog::example(i);
         let render_as = |api| {
             let mut raw = Vec::new();
             render::render(api, &record, "https://wiki.example.com", &mut raw);

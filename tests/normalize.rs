@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use confluence_audit_forwarder::normalize::{
     self, Api, NormalizeError, NormalizeOptions, action, parse_record, split_input, write_ecs,
 };
-use confluence_audit_forwarder::simulate::catalog::{self, Compact, KINDS, SOTERI_KINDS};
+use confluence_audit_forwarder::simulate::catalog::{self, KINDS, SOTERI_KINDS};
 use confluence_audit_forwarder::simulate::render;
 use serde_json::Value;
 
@@ -701,13 +701,7 @@ fn pipeline_fixtures_field_by_field() {
 fn synthetic() -> Vec<(Api, String, &'static str)> {
     let mut out = Vec::new();
     for (i, kind) in KINDS.iter().enumerate() {
-        let c = Compact {
-            kind: i as u16,
-            user: (i % catalog::USERS.len()) as u16,
-            ip: 7,
-            detail_seed: 1000 + i as u32,
-        };
-        let record = catalog::expand(1_764_043_200_123, c, "https://wiki.example.com");
+        let record = catalog::example(i);
         for api in [Api::Auditing, Api::File, Api::Legacy] {
             let mut raw = Vec::new();
             render::render(api, &record, "https://wiki.example.com", &mut raw);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{
     Confluence, DaemonProcess, Scratch, assert_file_holds_exactly, bin, diff, ids_in_file,
-    run_once, wait_until,
+    run_once, run_once_failing, wait_until,
 };
 use confluence_audit_forwarder::config::StartAt;
 use confluence_audit_forwarder::normalize::organization::event_id;
@@ -267,12 +267,7 @@ fn replay_queues_a_processed_at_range_once_more_tagged_and_leaves_the_position()
         .map(|e| (event_id(e["id"].as_str().unwrap()), 1))
         .collect();
     assert!(in_range.len() > 100, "the range holds events");
-    let out = Command::new(bin())
-        .args(["replay", "--config"])
-        .arg(&cfg)
-        .args(["--source", "org", "--from", &iso(from), "--to", &iso(to)])
-        .output()
-        .unwrap();
+    let out = replay(&cfg, &iso(from), &iso(to));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
@@ -299,35 +294,28 @@ fn replay_queues_a_processed_at_range_once_more_tagged_and_leaves_the_position()
         "nothing else was queued again"
     );
 
-    let ahead = Command::new(bin())
-        .args(["replay", "--config"])
-        .arg(&cfg)
-        .args([
-            "--source",
-            "org",
-            "--from",
-            "-1h",
-            "--to",
-            &iso(now + 3_600_000),
-        ])
-        .output()
-        .unwrap();
+    let ahead = replay(&cfg, "-1h", &iso(now + 3_600_000));
     let stderr = String::from_utf8_lossy(&ahead.stderr);
     assert!(
         !ahead.status.success() && stderr.contains("still to be polled"),
         "{stderr}"
     );
-    let old = Command::new(bin())
-        .args(["replay", "--config"])
-        .arg(&cfg)
-        .args(["--source", "org", "--from", "-200d", "--to", &iso(from)])
-        .output()
-        .unwrap();
+    let old = replay(&cfg, "-200d", &iso(from));
     let stderr = String::from_utf8_lossy(&old.stderr);
     assert!(
         !old.status.success() && stderr.contains("180 days"),
         "{stderr}"
     );
+}
+
+/// `replay` of source `org` into every sink.
+fn replay(cfg: &std::path::Path, from: &str, to: &str) -> std::process::Output {
+    Command::new(bin())
+        .args(["replay", "--config"])
+        .arg(cfg)
+        .args(["--source", "org", "--from", from, "--to", to])
+        .output()
+        .unwrap()
 }
 
 fn chrono_ms(rfc3339: &str) -> i64 {
@@ -345,13 +333,7 @@ fn a_refused_key_says_it_is_expired_or_lacks_the_scope() {
     let c = org_sim();
     let scratch = Scratch::new();
     let cfg = config(&scratch, &c.url, "revoked-key", "");
-    let out = Command::new(bin())
-        .args(["once", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = run_once_failing(&cfg);
     assert!(stderr.contains("read:events:admin"), "{stderr}");
     assert!(stderr.contains("expired"), "{stderr}");
     assert!(
@@ -372,13 +354,7 @@ fn an_oversized_page_fails_the_cycle_and_loses_nothing() {
         KEY,
         "page_size = 100\nmax_response_bytes = 4096",
     );
-    let out = Command::new(bin())
-        .args(["once", "--config"])
-        .arg(&capped)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = run_once_failing(&capped);
     assert!(stderr.contains("max_response_bytes"), "{stderr}");
     assert!(ids_in_file(&scratch.path("events.ndjson")).is_empty());
     let cfg = config(&scratch, &c.url, KEY, "page_size = 100");

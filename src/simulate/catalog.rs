@@ -454,6 +454,18 @@ pub struct Attribute {
 }
 
 /// Expand a compact event. `base` is the instance's base URL (for object URIs).
+/// One fixed record of `KINDS[kind]` (user, IP and details chosen from the index): the
+/// tests' example of each kind.
+pub fn example(kind: usize) -> Record {
+    let c = Compact {
+        kind: kind as u16,
+        user: (kind % USERS.len()) as u16,
+        ip: 7,
+        detail_seed: 1000 + kind as u32,
+    };
+    expand(1_764_043_200_123, c, "https://wiki.example.com")
+}
+
 pub fn expand(ts_ms: i64, c: Compact, base: &str) -> Record {
     let kind = &KINDS[c.kind as usize];
     let mut rng = StdRng::seed_from_u64(c.detail_seed as u64 ^ ((c.kind as u64) << 40));

@@ -102,6 +102,18 @@ pub fn run_once(config: &Path) -> String {
     stderr
 }
 
+/// `once --config <config>` that must fail: its stderr.
+pub fn run_once_failing(config: &Path) -> String {
+    let out = Command::new(bin())
+        .args(["once", "--config"])
+        .arg(config)
+        .output()
+        .expect("run once");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "once should have failed: {stderr}");
+    stderr
+}
+
 /// `dlq list --sink <sink>`: the sink's dead letters ({seq, id, reason, failed_at, doc, sink}).
 pub fn dead_letters(config: &Path, sink: &str) -> Vec<serde_json::Value> {
     let out = Command::new(bin())
