@@ -3,9 +3,11 @@
 //!
 //! `cargo bench --bench normalize_process [-- --records 200000 --runs 5 --api auditing]`
 //! writes the simulator's records to `$TMPDIR/caf-normalize-<api>-<records>.ndjson`, checks
-//! once that the command turns every record into a document, then alternates the two
-//! processes on that file (stdout to `/dev/null`) and prints, for each, the median wall
-//! time, records/s, CPU seconds and peak RSS (from `wait4`), and the ratio of the medians.
+//! once that the command turns every record into a document, then alternates three
+//! processes on that file (stdout to `/dev/null`): the command as a user runs it (its
+//! default `--threads`: the CPUs available, at most 4), the command with `--threads 1`, and
+//! the comparison. It prints, for each, the median wall time, records/s, CPU seconds and
+//! peak RSS (from `wait4`), and the ratios of the medians.
 //!
 //! The comparison program is this binary run with `--value-roundtrip`: stdin line by line
 //! into a `Value` and back out through a buffered stdout. It is not part of the product.
@@ -152,26 +154,28 @@ fn main() {
     let input = input_file(api, records);
     let bytes = std::fs::metadata(&input).unwrap().len();
     let me = std::env::current_exe().unwrap();
-    let normalize = || {
+    let normalize = |extra: &[&str]| {
         let mut c = Command::new(BIN);
-        c.args(["normalize", "--api", api.as_str()]);
+        c.args(["normalize", "--api", api.as_str()]).args(extra);
         c
     };
     // Once, counted: every record gives a document.
     assert_eq!(
-        count_documents(normalize(), &input),
+        count_documents(normalize(&[]), &input),
         records,
         "one document per record"
     );
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "input: {} ({records} {} records, {:.0} MB); stdout to /dev/null; {runs} alternating runs",
+        "input: {} ({records} {} records, {:.0} MB); stdout to /dev/null; {runs} alternating runs; {cpus} CPUs",
         input.display(),
         api.as_str(),
         bytes as f64 / 1e6
     );
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut ours, mut one, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
-        ours.push(measure(&mut normalize(), &input));
+        ours.push(measure(&mut normalize(&[]), &input));
+        one.push(measure(&mut normalize(&["--threads", "1"]), &input));
         theirs.push(measure(Command::new(&me).arg("--value-roundtrip"), &input));
     }
     let report = |name: &str, runs: &[Run]| {
@@ -185,17 +189,18 @@ fn main() {
         );
         (wall, cpu)
     };
-    let (w1, c1) = report(
-        &format!(
-            "confluence-audit-forwarder normalize --api {}",
-            api.as_str()
-        ),
-        &ours,
+    let command = format!(
+        "confluence-audit-forwarder normalize --api {}",
+        api.as_str()
     );
+    let (w1, c1) = report(&command, &ours);
+    let (w1t, c1t) = report(&format!("{command} --threads 1"), &one);
     let (w2, c2) = report("Value round trip (--value-roundtrip)", &theirs);
     println!(
-        "ratio (Value round trip time / normalize time): {:.2} wall, {:.2} CPU",
+        "ratio (Value round trip time / normalize time): {:.2} wall, {:.2} CPU; with --threads 1: {:.2} wall, {:.2} CPU",
         w2 / w1,
-        c2 / c1
+        c2 / c1,
+        w2 / w1t,
+        c2 / c1t
     );
 }

@@ -85,6 +85,10 @@ enum Command {
         /// skipped and reported. Default: 64 MiB, as `source.max_response_bytes`.
         #[arg(long, default_value_t = config::DEFAULT_MAX_RESPONSE_BYTES as usize)]
         max_record_bytes: usize,
+        /// Threads that normalize records (the output is the same whatever the number).
+        /// Default: the CPUs available, at most 4; 1: the reading thread does it all.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+        threads: Option<u16>,
     },
     /// Serve the Confluence audit API simulator standalone.
     Simulate(crate::simulate::SimulateOptions),
@@ -276,6 +280,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             include_original,
             forward_secrets_plaintext,
             max_record_bytes,
+            threads,
         } => {
             let opts = NormalizeOptions {
                 namespace,
@@ -283,7 +288,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 forward_secrets_plaintext,
                 ..Default::default()
             };
-            normalize_stdin(api, &opts, max_record_bytes)
+            let workers = threads.map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+                usize::from,
+            );
+            normalize_stdin(api, &opts, max_record_bytes, workers)
         }
         Command::Dlq { action } => dlq(action),
         Command::Status { config, json } => operate::status(&config, json),
@@ -422,9 +431,12 @@ fn normalize_stdin(
     api: Api,
     opts: &NormalizeOptions,
     max_record_bytes: usize,
+    workers: usize,
 ) -> anyhow::Result<ExitCode> {
     let limits = normalize::stream::StreamLimits {
         max_record_bytes,
+        workers,
+        input_ready: Some(normalize::stream::stdin_ready),
         ..Default::default()
     };
     let created = crate::source::paging::iso(crate::source::now_ms());

@@ -27,7 +27,8 @@
 //!   replay of a `processedAt` range.
 //! - [`normalize`]: turns one raw record (any of the four shapes) into ECS document bytes and
 //!   its deterministic `event.id` (`normalize/organization/`: organization audit log events).
-//!   Pure functions, no I/O — except `normalize::stream`, the `normalize` command's loop over any reader and writer, one record at a time.
+//!   Pure functions, no I/O — except `normalize::stream`, the `normalize` command's loop over
+//!   any reader and writer in constant memory (NDJSON on worker threads, written in order).
 //! - [`state`]: the durable store (one redb file). In one transaction it enqueues a window's
 //!   documents for every sink and advances the source's cursor, so a crash anywhere re-reads a
 //!   window rather than losing or half-writing it (`state/organization.rs`: an organization

@@ -65,8 +65,15 @@ fn stderr_of(child: &mut Child) -> String {
 
 #[test]
 fn the_first_document_arrives_while_the_input_is_still_open() {
+    // On the reading thread alone, and on workers (from the second line on).
+    for threads in ["1", "3"] {
+        first_documents_before_the_input_ends(&["--threads", threads]);
+    }
+}
+
+fn first_documents_before_the_input_ends(args: &[&str]) {
     let lines = audit_log_lines();
-    let mut child = normalize(&[]);
+    let mut child = normalize(args);
     let mut stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -90,6 +97,11 @@ fn the_first_document_arrives_while_the_input_is_still_open() {
     let second: Value = serde_json::from_str(&rx.recv_timeout(wait).expect("second document"))
         .expect("a JSON document");
     assert_eq!(second["event"]["action"], "user-created");
+    writeln!(stdin, "{}", lines[4]).unwrap();
+    stdin.flush().unwrap();
+    let third: Value = serde_json::from_str(&rx.recv_timeout(wait).expect("third document"))
+        .expect("a JSON document");
+    assert_eq!(third["@timestamp"], "2021-11-22T23:50:13.966Z");
     drop(stdin);
     assert!(rx.recv_timeout(wait).is_err(), "nothing more after the end");
     let status = child.wait().unwrap();

@@ -140,7 +140,8 @@ fn extension(name: &str) -> Option<&str> {
         .then_some(ext)
 }
 
-/// Write the document for `f` (`raw` its text, `id` its `event.id`) to `out`.
+/// Write the document for `f` (`raw` its text, `id` its `event.id`) to `out`. Also says
+/// where in `out` the id went (see [`super::patch_event_id`]).
 pub fn write(
     f: &Fields<'_>,
     raw: &str,
@@ -148,7 +149,7 @@ pub fn write(
     created: &str,
     opts: &NormalizeOptions,
     out: &mut Vec<u8>,
-) -> Result<EventMeta, NormalizeError> {
+) -> Result<(EventMeta, usize), NormalizeError> {
     let timestamp = rfc3339::format(f.ts_ms, f.sub_ms_nanos)?;
     let resolved = action::resolve(f);
     let mapping: Option<&Mapping> = resolved.mapping;
@@ -363,7 +364,10 @@ pub fn write(
     j.end_str();
 
     j.object(k!("event"));
-    j.field(k!("id"), id);
+    j.key(k!("id"));
+    // After the opening quote: the id is 32 hex digits, copied as they are.
+    let id_at = j.written() + 1;
+    j.str(id);
     j.field(k!("created"), created);
     j.field_static(k!("kind"), if alert { "alert" } else { "event" });
     j.members(r#""module":"confluence","dataset":"confluence.audit""#);
@@ -545,12 +549,13 @@ pub fn write(
     j.end_object();
     j.end_object();
 
-    Ok(EventMeta {
+    let meta = EventMeta {
         known_action: mapping.is_some(),
         alert,
         soteri: is_soteri,
         self_generated,
-    })
+    };
+    Ok((meta, id_at))
 }
 
 /// `event.original`, with matched sensitive text masked like everywhere else. The record is

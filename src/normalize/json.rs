@@ -34,6 +34,11 @@ impl<'o> Json<'o> {
         }
     }
 
+    /// Bytes in the output buffer so far (where the next byte goes).
+    pub fn written(&self) -> usize {
+        self.out.len()
+    }
+
     #[inline(always)]
     fn sep(&mut self) {
         if self.comma {

@@ -217,7 +217,30 @@ pub fn write_ecs(
 ) -> Result<EventMeta, NormalizeError> {
     let id = event_id_hex(&record.content_hash(), occurrence);
     let id = std::str::from_utf8(&id).expect("hex is ASCII");
-    ecs::write(&record.fields, record.raw, id, created, opts, out)
+    ecs::write(&record.fields, record.raw, id, created, opts, out).map(|(meta, _)| meta)
+}
+
+/// [`write_ecs`] for a record whose occurrence is not known yet (the `normalize` command
+/// counts twins in input order while documents are written in parallel): written as the
+/// first occurrence; returns where `event.id` lies in `out`, for [`patch_event_id`].
+pub(crate) fn write_ecs_first(
+    record: &Record<'_>,
+    created: &str,
+    opts: &NormalizeOptions,
+    out: &mut Vec<u8>,
+) -> Result<usize, NormalizeError> {
+    let id = event_id_hex(&record.content_hash(), 0);
+    let id = std::str::from_utf8(&id).expect("hex is ASCII");
+    ecs::write(&record.fields, record.raw, id, created, opts, out).map(|(_, at)| at)
+}
+
+/// Give a document written by [`write_ecs_first`] its `occurrence`: the same bytes
+/// [`write_ecs`] would have written (the id is the only thing the occurrence changes, and
+/// it has a fixed length).
+pub(crate) fn patch_event_id(doc: &mut [u8], id_at: usize, hash: &ContentHash, occurrence: u32) {
+    if occurrence > 0 {
+        doc[id_at..id_at + 32].copy_from_slice(&event_id_hex(hash, occurrence));
+    }
 }
 
 /// Split stdin-style input into raw records: NDJSON (one record per line) or one whole API

@@ -15,29 +15,43 @@
 //!
 //! Errors are reported per record (number and line) through a callback and counted; only
 //! reading, writing, or a multi-line page that stops being JSON end the stream.
+//!
+//! [`serial`] reads until the input is known to be NDJSON (a first line that is a record);
+//! from there [`parallel`] normalizes batches of lines on worker threads when
+//! [`StreamLimits::workers`] allows, and [`work::Tally`] settles them in input order, so
+//! the output is the same as on one thread, `event.id` included.
 
 mod input;
 mod page;
+mod parallel;
+mod serial;
 mod twins;
+mod work;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
 
-use self::input::{ElementTooLong, Input, Line, PageReader};
-use self::page::PageSeed;
-use super::{Api, NormalizeError, NormalizeOptions, parse_record, write_ecs};
+use self::input::Input;
+use self::work::{Tally, Work};
+use super::{Api, NormalizeError, NormalizeOptions};
 pub use twins::REMEMBERED as TWINS_REMEMBERED;
 
 /// Output is written once this much is buffered (and before every read of input).
 const OUTPUT_BUFFER: usize = 64 << 10;
 
-/// How the stream reads.
+/// How the stream reads and works.
 #[derive(Debug, Clone)]
 pub struct StreamLimits {
     /// The longest record (a line, or one element of a page), bytes.
     pub max_record_bytes: usize,
     /// Bytes asked of the reader at a time.
     pub read_chunk: usize,
+    /// Threads that normalize records once the input is known to be NDJSON; 1: the reading
+    /// thread does everything. The output is the same either way.
+    pub workers: usize,
+    /// Would the next read of the input return at once (data, or its end, waiting)? Output
+    /// is flushed before every read that would block; without this probe, before every read.
+    pub input_ready: Option<fn() -> bool>,
 }
 
 impl Default for StreamLimits {
@@ -45,6 +59,8 @@ impl Default for StreamLimits {
         StreamLimits {
             max_record_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES as usize,
             read_chunk: 64 << 10,
+            workers: 1,
+            input_ready: None,
         }
     }
 }
@@ -104,6 +120,8 @@ pub enum StreamError {
         "the JSON value that starts on line {line} of the input spans lines but is not an API page with a `{key}` array: records must be one per line"
     )]
     NotAPage { line: u64, key: &'static str },
+    #[error("a thread normalizing records stopped unexpectedly (a bug: please report it)")]
+    Worker,
 }
 
 /// Normalize every record of `input` to one ECS document per line on `output`. `created`
@@ -122,57 +140,31 @@ pub fn run<R: Read, W: Write>(
         inner: output,
         failed: None,
     });
-    let mut flush = || output.borrow_mut().flush_before_read();
-    let mut stream = Stream {
-        api,
-        opts,
-        created,
-        limit: limits.max_record_bytes,
-        twins: twins::Twins::default(),
-        summary: Summary::default(),
-        line_records: 0,
-        on_error,
-    };
+    let work = Work { api, opts, created };
+    let mut tally = Tally::new(on_error);
     let mut input = Input::new(input, limits.read_chunk, limits.max_record_bytes);
-    loop {
-        let line = match input.next_line(&mut flush) {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
-            Err(e) => return Err(output.borrow_mut().read_error(e)),
-        };
-        match line {
-            Line::TooLong { bytes } => {
-                stream.line_records += 1;
-                let problem = RecordProblem::TooLong {
-                    bytes,
-                    limit: stream.limit,
-                };
-                stream.report(input.line_number(), problem);
-            }
-            Line::Text(range) => {
-                if let Err(e) = stream.line(&mut input, range, &output, &mut flush) {
-                    return Err(match e {
-                        StreamError::Read(e) => output.borrow_mut().read_error(e),
-                        other => other,
-                    });
-                }
-            }
-        }
-        if let Some(e) = output.borrow_mut().failed.take() {
-            return Err(StreamError::Write(e));
-        }
+    let mut serial = serial::Serial::new(&work, limits.max_record_bytes);
+    let ended = serial.run(&mut input, &output, &mut tally, limits.workers > 1)?;
+    if !ended {
+        std::thread::scope(|scope| {
+            parallel::run(scope, &work, limits, &mut input, &output, &mut tally)
+        })?;
     }
     let mut out = output.into_inner();
     out.flush_buffer().map_err(StreamError::Write)?;
-    Ok(stream.summary)
+    Ok(tally.summary)
 }
 
-/// Could `line`, which does not end its JSON value, be the first line of a pretty-printed
-/// page? Only `{` alone or a line naming the records array: a truncated record is not.
-fn opens_page(line: &[u8], api: Api) -> bool {
-    let line = line.trim_ascii();
-    let key = format!("\"{}\"", page::records_key(api));
-    line == b"{" || (line.starts_with(b"{") && memchr::memmem::find(line, key.as_bytes()).is_some())
+/// [`StreamLimits::input_ready`] for the process's standard input: would a read return at
+/// once? (`poll` without waiting; a failed poll says yes, and the read reports the error.)
+pub fn stdin_ready() -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call, and no wait.
+    unsafe { libc::poll(&mut fd, 1, 0) != 0 }
 }
 
 /// Documents on their way out.
@@ -205,21 +197,35 @@ impl<W: Write> Output<W> {
         }
     }
 
-    /// Queue a document: `write` appends it (and is undone if it fails).
-    fn document<E>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), E> {
-        let start = self.buf.len();
-        if let Err(e) = write(&mut self.buf) {
-            self.buf.truncate(start);
-            return Err(e);
-        }
-        self.buf.push(b'\n');
+    /// Documents were appended to `buf`: write them out once enough is buffered.
+    fn appended(&mut self) {
         if self.buf.len() >= OUTPUT_BUFFER
             && self.failed.is_none()
             && let Err(e) = self.flush_buffer()
         {
             self.failed = Some(e);
         }
-        Ok(())
+    }
+
+    /// Settled documents from elsewhere (a worker's batch).
+    fn append(&mut self, documents: &[u8]) {
+        if self.failed.is_some() {
+            return;
+        }
+        if self.buf.len() + documents.len() < OUTPUT_BUFFER {
+            self.buf.extend_from_slice(documents);
+            return;
+        }
+        let written = if self.buf.is_empty() {
+            Ok(())
+        } else {
+            let w = self.inner.write_all(&self.buf);
+            self.buf.clear();
+            w
+        };
+        if let Err(e) = written.and_then(|()| self.inner.write_all(documents)) {
+            self.failed = Some(e);
+        }
     }
 
     /// A read error, unless it was the output failing first.
@@ -228,150 +234,6 @@ impl<W: Write> Output<W> {
             Some(write) => StreamError::Write(write),
             None => StreamError::Read(e),
         }
-    }
-}
-
-/// The state of one stream between records.
-struct Stream<'a> {
-    api: Api,
-    opts: &'a NormalizeOptions,
-    created: &'a str,
-    limit: usize,
-    twins: twins::Twins,
-    summary: Summary,
-    /// Records read as lines (not page elements): once there are some, the input is NDJSON.
-    line_records: u64,
-    on_error: &'a mut dyn FnMut(&RecordError),
-}
-
-impl Stream<'_> {
-    fn report(&mut self, line: u64, problem: RecordProblem) {
-        self.summary.records += 1;
-        self.summary.failures += 1;
-        (self.on_error)(&RecordError {
-            number: self.summary.records,
-            line,
-            problem,
-        });
-    }
-
-    /// One non-blank line: a record, or a page (on one line, or opening several).
-    fn line<R: Read, W: Write>(
-        &mut self,
-        input: &mut Input<R>,
-        range: std::ops::Range<usize>,
-        output: &RefCell<Output<W>>,
-        flush: &mut dyn FnMut() -> io::Result<()>,
-    ) -> Result<(), StreamError> {
-        let line = input.line_number();
-        let text = input.bytes(range.clone());
-        let problem = match self.record(text, output) {
-            Ok(()) => {
-                self.line_records += 1;
-                self.summary.records += 1;
-                return Ok(());
-            }
-            Err(problem) => problem,
-        };
-        let opens_object = text.trim_ascii_start().starts_with(b"{");
-        match serde_json::from_slice::<serde::de::IgnoredAny>(text) {
-            Ok(_) if opens_object => {
-                let mut de = serde_json::Deserializer::from_slice(text);
-                let page = self.with_page_seed(output, line, &Cell::new(0), |seed| {
-                    serde::de::DeserializeSeed::deserialize(seed, &mut de)
-                });
-                if page.unwrap_or(false) {
-                    return Ok(());
-                }
-            }
-            Err(e) if e.is_eof() && self.line_records == 0 && opens_page(text, self.api) => {
-                input.rewind_to(&range);
-                return self.multi_line_page(input, output, flush, line);
-            }
-            _ => {}
-        }
-        self.line_records += 1;
-        self.report(line, problem);
-        Ok(())
-    }
-
-    /// A page printed over several lines, read from where `input` stands.
-    fn multi_line_page<R: Read, W: Write>(
-        &mut self,
-        input: &mut Input<R>,
-        output: &RefCell<Output<W>>,
-        flush: &mut dyn FnMut() -> io::Result<()>,
-        line: u64,
-    ) -> Result<(), StreamError> {
-        let key = page::records_key(self.api);
-        let element_bytes = Cell::new(0);
-        let reader = PageReader {
-            input,
-            before_read: flush,
-            element_bytes: &element_bytes,
-        };
-        let mut de = serde_json::Deserializer::from_reader(reader);
-        let page = self.with_page_seed(output, line, &element_bytes, |seed| {
-            serde::de::DeserializeSeed::deserialize(seed, &mut de)
-        });
-        match page {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(StreamError::NotAPage { line, key }),
-            Err(e) if e.is_io() => {
-                let io = io::Error::from(e);
-                if io
-                    .get_ref()
-                    .is_some_and(|inner| inner.is::<ElementTooLong>())
-                {
-                    Err(StreamError::PageRecordTooLong {
-                        number: self.summary.records + 1,
-                        line,
-                        limit: self.limit,
-                    })
-                } else {
-                    Err(StreamError::Read(io))
-                }
-            }
-            Err(source) => Err(StreamError::Page { line, source }),
-        }
-    }
-
-    /// Run `read` with a [`PageSeed`] whose records go through [`Stream::record`].
-    fn with_page_seed<W: Write, T>(
-        &mut self,
-        output: &RefCell<Output<W>>,
-        line: u64,
-        element_bytes: &Cell<usize>,
-        read: impl FnOnce(PageSeed<'_>) -> T,
-    ) -> T {
-        let key = page::records_key(self.api);
-        let mut on_record = |raw: &str| match self.record(raw.as_bytes(), output) {
-            Ok(()) => self.summary.records += 1,
-            Err(problem) => self.report(line, problem),
-        };
-        read(PageSeed {
-            key,
-            on_record: &mut on_record,
-            element_bytes,
-        })
-    }
-
-    /// Normalize one record and queue its document. The caller counts it.
-    fn record<W: Write>(
-        &mut self,
-        raw: &[u8],
-        output: &RefCell<Output<W>>,
-    ) -> Result<(), RecordProblem> {
-        let text = std::str::from_utf8(raw)?;
-        let record = parse_record(self.api, text)?;
-        let occurrence = self
-            .twins
-            .occurrence(record.timestamp_ms(), record.content_hash());
-        output.borrow_mut().document(|buf| {
-            write_ecs(&record, occurrence, self.created, self.opts, buf).map(drop)
-        })?;
-        self.summary.documents += 1;
-        Ok(())
     }
 }
 

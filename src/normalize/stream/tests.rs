@@ -2,6 +2,7 @@
 //! records and pages straddle every read boundary.
 
 use super::*;
+use crate::normalize::parse_record;
 use serde_json::Value;
 
 const CREATED: &str = "2026-11-25T00:00:00.000Z";
@@ -13,13 +14,14 @@ fn file_record(n: u64) -> String {
     )
 }
 
+#[derive(Debug, PartialEq)]
 struct Ran {
     docs: Vec<Value>,
     errors: Vec<String>,
     summary: Summary,
 }
 
-fn run_with(api: Api, input: &[u8], limits: &StreamLimits) -> Result<Ran, StreamError> {
+fn run_once(api: Api, input: &[u8], limits: &StreamLimits) -> Result<Ran, StreamError> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     let summary = run(
@@ -43,11 +45,40 @@ fn run_with(api: Api, input: &[u8], limits: &StreamLimits) -> Result<Ran, Stream
     })
 }
 
+/// Run the stream on one thread, then on worker threads (with an input that never blocks,
+/// and with one that may block before every read): all three must give the same documents,
+/// errors and counts, or end with the same error.
+fn run_with(api: Api, input: &[u8], limits: &StreamLimits) -> Result<Ran, StreamError> {
+    let serial = run_once(api, input, limits);
+    for (workers, input_ready) in [(3, Some(ready as fn() -> bool)), (2, None)] {
+        let parallel = StreamLimits {
+            workers,
+            input_ready,
+            ..limits.clone()
+        };
+        match (&serial, run_once(api, input, &parallel)) {
+            (Ok(one), Ok(more)) => {
+                assert_eq!(one.summary, more.summary, "{workers} workers");
+                assert_eq!(one.errors, more.errors, "{workers} workers");
+                assert!(one.docs == more.docs, "{workers} workers: other documents");
+            }
+            (Err(one), Err(more)) => assert_eq!(one.to_string(), more.to_string()),
+            (one, more) => panic!("one thread: {one:?}, {workers} workers: {more:?}"),
+        }
+    }
+    serial
+}
+
+fn ready() -> bool {
+    true
+}
+
 /// Chunks of 7 bytes: every record crosses read boundaries.
 fn small_chunks() -> StreamLimits {
     StreamLimits {
         max_record_bytes: 4096,
         read_chunk: 7,
+        ..StreamLimits::default()
     }
 }
 
@@ -167,9 +198,7 @@ fn a_page_record_over_the_limit_ends_the_stream_naming_it() {
         file_record(1),
         "x".repeat(10_000)
     );
-    let err = run_with(Api::File, pretty.as_bytes(), &small_chunks())
-        .err()
-        .expect("too long");
+    let err = run_with(Api::File, pretty.as_bytes(), &small_chunks()).expect_err("too long");
     assert_eq!(
         err.to_string(),
         "record 2 of the input, in the page that starts on line 1, is longer than the 4096-byte record limit: the rest of the page was not read"
@@ -178,9 +207,7 @@ fn a_page_record_over_the_limit_ends_the_stream_naming_it() {
 
 #[test]
 fn a_multi_line_value_that_is_not_a_page_is_a_clear_error() {
-    let err = run_with(Api::File, b"{\n\"a\": 1\n}\n", &small_chunks())
-        .err()
-        .expect("not a page");
+    let err = run_with(Api::File, b"{\n\"a\": 1\n}\n", &small_chunks()).expect_err("not a page");
     assert!(
         err.to_string().contains("records must be one per line"),
         "{err}"
@@ -231,16 +258,69 @@ impl Write for Closed {
 #[test]
 fn a_closed_output_ends_the_stream_as_a_write_error() {
     let line = file_record(1);
-    let input = format!("{line}\n").repeat(200);
-    let err = run(
-        Api::File,
-        &NormalizeOptions::default(),
-        &small_chunks(),
-        CREATED,
-        input.as_bytes(),
-        Closed,
-        &mut |_| {},
-    )
-    .expect_err("write error");
-    assert!(matches!(err, StreamError::Write(_)), "{err}");
+    let input = format!("{line}\n").repeat(2000);
+    for workers in [1, 2] {
+        let limits = StreamLimits {
+            workers,
+            input_ready: Some(ready),
+            ..small_chunks()
+        };
+        let err = run(
+            Api::File,
+            &NormalizeOptions::default(),
+            &limits,
+            CREATED,
+            input.as_bytes(),
+            Closed,
+            &mut |_| {},
+        )
+        .expect_err("write error");
+        assert!(matches!(err, StreamError::Write(_)), "{err}");
+    }
+}
+
+/// Lines `0..n`, every `bad`-th one not a record: enough for many worker batches.
+fn many_lines(n: u64, bad: u64) -> String {
+    (0..n)
+        .map(|i| {
+            if i % bad == bad - 1 {
+                format!("{{\"auditType\": {i}}}\n")
+            } else {
+                format!("{}\n", file_record(i % 250))
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn on_worker_threads_records_keep_their_order_numbers_and_twin_ids() {
+    // 250 distinct records, repeated: every record has twins in other batches.
+    let input = many_lines(3000, 97);
+    let limits = StreamLimits {
+        max_record_bytes: 4096,
+        read_chunk: 4000,
+        ..StreamLimits::default()
+    };
+    let ran = run_with(Api::File, input.as_bytes(), &limits).unwrap();
+    assert_eq!(ran.summary.records, 3000);
+    assert_eq!(ran.summary.failures, 30);
+    assert_eq!(ran.errors.len(), 30);
+    assert!(
+        ran.errors[1].starts_with("record 194 (line 194) of the input: "),
+        "{:?}",
+        ran.errors[1]
+    );
+    let five = file_record(5);
+    let record = parse_record(Api::File, &five).unwrap();
+    let ids: Vec<&str> = ran
+        .docs
+        .iter()
+        .filter(|d| d["source"]["ip"] == "10.0.0.5")
+        .map(|d| d["event"]["id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..ids.len() as u32)
+        .map(|n| super::super::event_id(&record.content_hash(), n))
+        .collect();
+    assert_eq!(ids.len(), 12);
+    assert_eq!(ids, expected);
 }
