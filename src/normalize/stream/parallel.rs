@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
-use std::thread::Scope;
+use std::thread::{Scope, ScopedJoinHandle};
 
 use super::input::{Input, Line};
 use super::work::{Item, Tally, Work};
@@ -84,7 +84,8 @@ fn normalize_batches(work: &Work<'_>, jobs: Receiver<Batch>, done: SyncSender<Ba
 }
 
 /// The reading thread's side: batches being filled, out, and back.
-struct Pool {
+struct Pool<'scope> {
+    workers: Vec<ScopedJoinHandle<'scope, ()>>,
     jobs: Vec<SyncSender<Batch>>,
     done: Vec<Receiver<Batch>>,
     /// The worker the next batch goes to.
@@ -98,21 +99,19 @@ struct Pool {
     broken: bool,
 }
 
-impl Pool {
-    fn start<'scope, 'env>(
-        scope: &'scope Scope<'scope, 'env>,
-        work: &'env Work<'env>,
-        n: usize,
-    ) -> Pool {
+impl<'scope> Pool<'scope> {
+    fn start<'env>(scope: &'scope Scope<'scope, 'env>, work: &'env Work<'env>, n: usize) -> Self {
+        let mut workers = Vec::with_capacity(n);
         let (mut jobs, mut done) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for _ in 0..n {
             let (job_tx, job_rx) = sync_channel(2);
             let (done_tx, done_rx) = sync_channel(2);
-            scope.spawn(move || normalize_batches(work, job_rx, done_tx));
+            workers.push(scope.spawn(move || normalize_batches(work, job_rx, done_tx)));
             jobs.push(job_tx);
             done.push(done_rx);
         }
         Pool {
+            workers,
             jobs,
             done,
             next: 0,
@@ -252,9 +251,39 @@ impl Pool {
         output.borrow_mut().flush_before_read()
     }
 
+    /// Everything settled and written; the workers told to stop and waited for (one that
+    /// panicked is [`StreamError::Worker`], not a panic of the whole command).
+    fn finish<W: Write>(
+        mut self,
+        output: &RefCell<Output<W>>,
+        tally: &mut Tally<'_>,
+    ) -> Result<(), StreamError> {
+        let drained = self.drain(output, tally);
+        self.jobs.clear();
+        let mut joined = Ok(());
+        for worker in self.workers.drain(..) {
+            if worker.join().is_err() {
+                joined = Err(StreamError::Worker);
+            }
+        }
+        drained.and(joined)
+    }
+
     fn broke(&mut self) -> StreamError {
         self.broken = true;
         StreamError::Worker
+    }
+}
+
+impl Drop for Pool<'_> {
+    /// On every way out (an error too): the workers hung up on and waited for, so that a
+    /// panicked one is never re-raised by the scope.
+    fn drop(&mut self) {
+        self.jobs.clear();
+        self.done.clear();
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
     }
 }
 
@@ -296,5 +325,5 @@ pub(super) fn run<'scope, 'env, R: Read, W: Write>(
             return Err(StreamError::Write(e));
         }
     }
-    pool.drain(output, tally)
+    pool.finish(output, tally)
 }
