@@ -132,8 +132,9 @@ pub struct Source {
     pub status: Arc<SourceStatus>,
     /// Set when this source replays a range instead of polling ([`replay`]).
     replay: Option<Arc<replay::ReplayTarget>>,
-    /// Spaces the requests of an organization source (unused by the others).
-    org_pacer: organization::pacing::Pacer,
+    /// Spaces the requests of an organization source (unused by the others); shared with
+    /// every reader of the same `events-stream` path in this process.
+    org_pacer: Arc<organization::pacing::Pacer>,
 }
 
 impl Source {
@@ -153,7 +154,10 @@ impl Source {
             })
             .clone();
         let client = Client::new(&cfg)?.counting_rejected_dates(rejected_dates);
-        let org_pacer = organization::pacing::Pacer::per_minute(cfg.requests_per_minute());
+        let org_pacer = organization::pacing::Pacer::for_path(
+            &organization::events_stream_url(&cfg),
+            cfg.requests_per_minute(),
+        );
         Ok(Source {
             cfg,
             client,

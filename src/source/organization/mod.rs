@@ -71,6 +71,15 @@ pub(super) enum Request {
     From(i64),
 }
 
+/// The `events-stream` URL of an organization source: one API path for Atlassian's limit.
+pub(super) fn events_stream_url(cfg: &crate::config::SourceConfig) -> String {
+    format!(
+        "{}/admin/v1/orgs/{}/events-stream",
+        cfg.url.trim_end_matches('/'),
+        cfg.org_id.as_deref().unwrap_or_default().trim()
+    )
+}
+
 impl Source {
     /// One poll cycle of an organization source: page after page until one is short.
     pub(super) async fn poll_organization(&self) -> Result<PollReport, SourceError> {
@@ -160,11 +169,7 @@ impl Source {
     }
 
     fn org_endpoint(&self) -> String {
-        format!(
-            "{}/admin/v1/orgs/{}/events-stream",
-            self.cfg.url.trim_end_matches('/'),
-            self.cfg.org_id.as_deref().unwrap_or_default().trim()
-        )
+        events_stream_url(&self.cfg)
     }
 
     /// One page, paced. `Ok(None)`: the server refused the cursor (400).
