@@ -53,6 +53,8 @@ pub struct Metrics {
     pub unknown_actions: Family<SourceLabel, Counter>,
     pub rejected_records: Family<SourceLabel, Counter>,
     pub out_of_window: Family<SourceLabel, Counter>,
+    pub self_generated_read: Family<SourceLabel, Counter>,
+    pub self_generated_queued: Family<SourceLabel, Counter>,
     pub sink_delivered: Family<SinkLabel, Counter>,
     pub sink_retries: Family<SinkLabel, Counter>,
     pub sink_failures: Family<SinkKindLabel, Counter>,
@@ -84,6 +86,10 @@ pub struct CommittedCounts {
     pub duplicates: u64,
     pub unknown: u64,
     pub rejected: u64,
+    /// Of `read`: records polling itself caused ("Audit Log search performed").
+    pub self_generated_read: u64,
+    /// Of `queued`: those of them that were new and forwarded.
+    pub self_generated_queued: u64,
 }
 
 impl Metrics {
@@ -106,6 +112,8 @@ impl Metrics {
             unknown_actions: Family::default(),
             rejected_records: Family::default(),
             out_of_window: Family::default(),
+            self_generated_read: Family::default(),
+            self_generated_queued: Family::default(),
             sink_delivered: Family::default(),
             sink_retries: Family::default(),
             sink_failures: Family::default(),
@@ -140,6 +148,16 @@ impl Metrics {
             "source_duplicates_dropped",
             "Records fetched again (window overlap, retried pages) and dropped as duplicates",
             m.duplicates_dropped.clone(),
+        );
+        r.register(
+            "source_self_generated_read",
+            "Records read that polling itself caused (DC's \"Audit Log search performed\"), new or read again",
+            m.self_generated_read.clone(),
+        );
+        r.register(
+            "source_self_generated_queued",
+            "New self-generated records queued (forward_self_generated = true)",
+            m.self_generated_queued.clone(),
         );
         r.register("source_polls", "Completed poll cycles", m.polls.clone());
         r.register(
@@ -278,6 +296,8 @@ impl Metrics {
             duplicates,
             unknown,
             rejected,
+            self_generated_read,
+            self_generated_queued,
         } = counts;
         self.records_read.get_or_create(source).inc_by(read);
         self.events_new.get_or_create(source).inc_by(queued);
@@ -286,6 +306,12 @@ impl Metrics {
             .inc_by(duplicates);
         self.unknown_actions.get_or_create(source).inc_by(unknown);
         self.rejected_records.get_or_create(source).inc_by(rejected);
+        self.self_generated_read
+            .get_or_create(source)
+            .inc_by(self_generated_read);
+        self.self_generated_queued
+            .get_or_create(source)
+            .inc_by(self_generated_queued);
     }
 
     pub fn sink(&self, name: &str) -> SinkLabel {

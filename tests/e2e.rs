@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{
-    Confluence, DaemonProcess, Scratch, assert_file_holds_exactly, expected_ids, ids_in_file,
-    run_once, source_toml,
+    Confluence, DaemonProcess, Scratch, assert_file_holds_exactly, expected_ids, free_port,
+    ids_in_file, run_once, scrape, source_toml, wait_until,
 };
 use confluence_audit_forwarder::normalize::Api;
 use confluence_audit_forwarder::simulate::{ArrivalMix, Fault, Faults, SimAuth, SimConfig};
@@ -240,4 +240,51 @@ fn a_cursor_older_than_retention_is_reported_as_a_gap() {
     }
     let second = run_once(&cfg);
     assert!(second.contains("GAP"), "{second}");
+}
+
+/// DC's advanced auditing audits every query: a poller reads the searches it caused. They are
+/// counted apart (so that the "reads but queues nothing" alert leaves them out), queued by
+/// default, and dropped with `forward_self_generated = false`.
+#[test]
+fn the_searches_polling_causes_are_counted_and_forwarded_only_when_asked() {
+    for forward in [false, true] {
+        let c = Confluence::with_history(SimConfig::default(), 50);
+        let scratch = Scratch::new();
+        let port = free_port();
+        let cfg = scratch.config(&format!(
+            "{}\n[state]\ndir = \"{}\"\n[[sink]]\nname = \"archive\"\ntype = \"file\"\npath = \"{}\"\n[server]\nlisten = \"127.0.0.1:{port}\"\n",
+            source_toml(
+                "wiki",
+                &c.url,
+                "auditing",
+                &format!("forward_self_generated = {forward}"),
+            ),
+            scratch.path("state").display(),
+            scratch.path("events.ndjson").display(),
+        ));
+        let daemon = DaemonProcess::start(&cfg, &scratch.path("daemon.log"));
+        let metric = |name: &str| scrape(port, &format!("{name}{{source=\"wiki\"}}"));
+        wait_until(
+            Duration::from_secs(60),
+            "the daemon reading the searches it caused",
+            || metric("caf_source_self_generated_read_total").unwrap_or(0.0) >= 5.0,
+        );
+        let queued = metric("caf_source_self_generated_queued_total").unwrap();
+        drop(daemon);
+        let text = std::fs::read_to_string(scratch.path("events.ndjson")).unwrap();
+        let searches = text
+            .lines()
+            .filter(|l| l.contains("\"action\":\"audit-log-searched\""))
+            .count() as f64;
+        if forward {
+            assert!(queued >= 1.0, "{queued} searches queued");
+            assert!(
+                searches >= queued,
+                "{searches} in the file, {queued} queued"
+            );
+        } else {
+            assert_eq!((queued, searches), (0.0, 0.0), "dropped when asked");
+        }
+        assert!(ids_in_file(&scratch.path("events.ndjson")).len() >= 50);
+    }
 }

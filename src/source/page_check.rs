@@ -241,6 +241,7 @@ mod tests {
             raw: "{}".into(),
             listing: 0,
             undecodable: None,
+            self_generated: false,
         }
     }
 

@@ -27,6 +27,8 @@ pub struct Fetched {
     pub listing: u32,
     /// Set when the record cannot be decoded; it is forwarded as a `pipeline_error`.
     pub undecodable: Option<Box<Undecodable>>,
+    /// An "Audit Log search performed" event: polling caused it.
+    pub self_generated: bool,
 }
 
 /// Why a record could not be decoded, and its exact bytes when they are not text.
@@ -237,6 +239,7 @@ fn fetched(api: Api, raw: &str, listing: u32) -> Fetched {
             raw: raw.into(),
             listing,
             undecodable: None,
+            self_generated: r.is_self_generated(),
         },
         Err(e) => Fetched {
             ts_ms: recover_time(api, raw).unwrap_or(UNDATED),
@@ -247,6 +250,7 @@ fn fetched(api: Api, raw: &str, listing: u32) -> Fetched {
                 error: e.to_string(),
                 raw_base64: None,
             })),
+            self_generated: false,
         },
     }
 }
@@ -267,6 +271,7 @@ pub(super) fn fetched_bytes(api: Api, raw: &[u8], listing: u32) -> Fetched {
                     error: format!("{} record is not valid UTF-8: {e}", api.as_str()),
                     raw_base64: Some(base64::engine::general_purpose::STANDARD.encode(raw)),
                 })),
+                self_generated: false,
             }
         }
     }

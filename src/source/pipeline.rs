@@ -269,6 +269,7 @@ impl Source {
                 duplicates,
                 unknown,
                 rejected,
+                self_generated: (self_generated_read, self_generated_queued),
                 newest,
             } = p;
             store.commit_window(&name, &commit)?;
@@ -281,6 +282,8 @@ impl Source {
                     duplicates,
                     unknown,
                     rejected,
+                    self_generated_read,
+                    self_generated_queued,
                 },
             );
             if let Some(cursor_ms) = commit.cursor_ms {

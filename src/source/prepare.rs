@@ -24,6 +24,8 @@ pub(super) struct Prepared {
     pub duplicates: u64,
     pub unknown: u64,
     pub rejected: u64,
+    /// Of the records read, those polling caused, and those of them queued.
+    pub self_generated: (u64, u64),
     pub newest: Option<i64>,
 }
 
@@ -71,7 +73,7 @@ impl Source {
             let created = paging::iso(now_ms());
             let mut events = Vec::with_capacity(fresh.len());
             let mut newest = None;
-            let (mut unknown, mut rejected) = (0u64, 0u64);
+            let (mut unknown, mut rejected, mut self_queued) = (0u64, 0u64, 0u64);
             for f in &fresh {
                 let id = normalize::event_id(&f.record.hash, f.occurrence);
                 let mut doc = Vec::with_capacity(f.record.raw.len() + 512);
@@ -79,8 +81,11 @@ impl Source {
                     None => {
                         let record = normalize::parse_record(api, &f.record.raw)
                             .expect("parsed once already");
-                        if !forward_self && record.is_self_generated() {
-                            continue;
+                        if f.record.self_generated {
+                            if !forward_self {
+                                continue;
+                            }
+                            self_queued += 1;
                         }
                         match normalize::write_ecs(&record, f.occurrence, &created, &opts, &mut doc)
                         {
@@ -119,6 +124,10 @@ impl Source {
                 duplicates: (in_slice.len() - fresh.len()) as u64,
                 unknown,
                 rejected,
+                self_generated: (
+                    in_slice.iter().filter(|r| r.self_generated).count() as u64,
+                    self_queued,
+                ),
                 newest,
             })
         })

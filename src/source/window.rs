@@ -139,6 +139,7 @@ mod tests {
             raw: format!("{{\"t\":{ts},\"h\":{h}}}").into(),
             listing,
             undecodable: None,
+            self_generated: false,
         }
     }
 

@@ -319,6 +319,7 @@ fn publish(
             duplicates,
             unknown,
             rejected,
+            ..CommittedCounts::default()
         },
     );
     metrics
