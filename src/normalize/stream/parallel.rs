@@ -232,13 +232,7 @@ impl<'scope> Pool<'scope> {
     ) -> io::Result<()> {
         let will_return = ready.is_some_and(|ready| ready());
         let settled = if will_return {
-            loop {
-                match self.take_back(false, output, tally) {
-                    Ok(true) => continue,
-                    Ok(false) => break Ok(()),
-                    Err(e) => break Err(e),
-                }
-            }
+            self.take_back_finished(output, tally)
         } else {
             self.drain(output, tally)
         };
@@ -249,6 +243,16 @@ impl<'scope> Pool<'scope> {
             return Ok(());
         }
         output.borrow_mut().flush_before_read()
+    }
+
+    /// The batches already finished, oldest first, without waiting for the others.
+    fn take_back_finished<W: Write>(
+        &mut self,
+        output: &RefCell<Output<W>>,
+        tally: &mut Tally<'_>,
+    ) -> Result<(), StreamError> {
+        while self.take_back(false, output, tally)? {}
+        Ok(())
     }
 
     /// Everything settled and written; the workers told to stop and waited for (one that
